@@ -1,0 +1,158 @@
+//! Body types of the request path: what is sent upstream and what is sent to the client.
+//! Both stream; neither is ever collected whole.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pin_project_lite::pin_project! {
+    /// A response body: the upstream's stream, or one the proxy made itself.
+    #[project = ResponseBodyProj]
+    pub enum ResponseBody {
+        Upstream { #[pin] body: Incoming },
+        Full { #[pin] body: Full<Bytes> },
+    }
+}
+
+impl ResponseBody {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        ResponseBody::Full {
+            body: Full::new(bytes.into()),
+        }
+    }
+
+    pub fn empty() -> Self {
+        Self::full(Bytes::new())
+    }
+}
+
+impl From<Incoming> for ResponseBody {
+    fn from(body: Incoming) -> Self {
+        ResponseBody::Upstream { body }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            ResponseBodyProj::Upstream { body } => body.poll_frame(cx).map_err(Into::into),
+            ResponseBodyProj::Full { body } => body.poll_frame(cx).map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Upstream { body } => body.is_end_stream(),
+            ResponseBody::Full { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Upstream { body } => body.size_hint(),
+            ResponseBody::Full { body } => body.size_hint(),
+        }
+    }
+}
+
+/// The body limit was crossed while streaming a request body upstream.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds {limit} bytes")]
+pub struct BodyTooLarge {
+    pub limit: u64,
+}
+
+pin_project_lite::pin_project! {
+    /// A client's request body on its way upstream, counted against `client.max_body`.
+    /// Crossing the limit yields an error, so hyper aborts the upstream request instead of
+    /// finishing it: the upstream never sees a truncated body that looks complete.
+    pub struct RequestBody {
+        #[pin]
+        inner: Option<Incoming>,
+        seen: u64,
+        limit: u64,
+    }
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, limit: u64) -> Self {
+        RequestBody {
+            inner: Some(inner),
+            seen: 0,
+            limit,
+        }
+    }
+
+    /// No body at all (retries of bodiless requests, WebSocket handshakes).
+    pub fn empty() -> Self {
+        RequestBody {
+            inner: None,
+            seen: 0,
+            limit: 0,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        match inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.seen += data.len() as u64;
+                    if *this.seen > *this.limit {
+                        let limit = *this.limit;
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(Box::new(err)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|body| body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |body| body.size_hint())
+    }
+}
+
+/// True when the error chain of a failed upstream exchange contains [`BodyTooLarge`].
+pub fn is_body_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if e.downcast_ref::<BodyTooLarge>().is_some() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}

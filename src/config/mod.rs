@@ -1,0 +1,42 @@
+//! The config file: `model` (raw serde), `units` (durations, sizes, rates), `source` (errors
+//! with file, line and key), `validate` (model → runtime [`Snapshot`]).
+
+pub mod model;
+pub mod source;
+pub mod units;
+pub mod validate;
+
+use std::path::Path;
+
+pub use source::{ConfigError, ConfigErrors, Source};
+pub use validate::MissingCert;
+
+use crate::snapshot::Snapshot;
+
+/// Reads, parses and validates a config file; a missing development certificate is generated.
+pub fn load_file(path: &Path) -> Result<Snapshot, ConfigErrors> {
+    load_file_with(path, MissingCert::Generate)
+}
+
+pub fn load_file_with(path: &Path, missing_cert: MissingCert) -> Result<Snapshot, ConfigErrors> {
+    let label = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        ConfigErrors(vec![ConfigError {
+            file: label.clone(),
+            line: 0,
+            column: 0,
+            key: None,
+            message: format!("cannot read the config file: {err}"),
+        }])
+    })?;
+    let source = Source::new(label, text);
+    let file = source.parse()?;
+    validate::validate(&source, file, Some(path), missing_cert)
+}
+
+/// Parses and validates config text (tests, `rampart proxy`); `label` names it in errors.
+pub fn load_str(text: &str, label: &str) -> Result<Snapshot, ConfigErrors> {
+    let source = Source::new(label, text.to_string());
+    let file = source.parse()?;
+    validate::validate(&source, file, None, MissingCert::Generate)
+}

@@ -1,0 +1,734 @@
+//! Raw model → compiled [`Snapshot`]: every semantic check, with errors pointing at the key.
+//!
+//! All errors are collected (not just the first) so `rampart check` can list them at once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode};
+
+use super::model::{self, Spanned};
+use super::source::{ConfigError, ConfigErrors, Source};
+use crate::actions::{RedirectTemplate, Respond};
+use crate::listener::tls::{self, CertSource};
+use crate::path;
+use crate::policy::access::IpRules;
+use crate::policy::headers::{HeaderPolicyBuilder, Preset, SECURITY_HEADER_KEYS};
+use crate::router::{Entry, HostPattern, Router};
+use crate::snapshot::{Action, ClientLimits, Listen, Route, Snapshot};
+use crate::upstream::{ServerAddr, Upstream, UpstreamSettings};
+
+/// What to do about a missing certificate when `tls.self_signed_if_missing` is true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingCert {
+    /// `rampart run`: write a development certificate (with a loud warning).
+    Generate,
+    /// `rampart check`: accept with a warning; nothing is written.
+    Warn,
+}
+
+struct Validator<'a> {
+    source: &'a Source,
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+}
+
+impl Validator<'_> {
+    fn at<T>(&mut self, spanned: &Spanned<T>, key: &str, message: impl Into<String>) {
+        let error = self.source.error_at(spanned.span(), key, message);
+        self.errors.push(error);
+    }
+
+    /// For keys whose value carries no span (defaults, plain types): the error names the key,
+    /// and the line of the enclosing item when known.
+    fn near(&mut self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) {
+        let error = self.source.error_at(span, key, message);
+        self.errors.push(error);
+    }
+}
+
+pub fn validate(
+    source: &Source,
+    file: model::File,
+    config_path: Option<&Path>,
+    missing_cert: MissingCert,
+) -> Result<Snapshot, ConfigErrors> {
+    let mut v = Validator {
+        source,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+
+    let listen = listen(&mut v, &file.listen);
+    let client = client_limits(&mut v, &file.client);
+    let tls = tls_settings(&mut v, file.tls.as_ref(), missing_cert);
+    let (default_builder, default_headers) = headers(&mut v, &file.headers);
+    rate_limit_store(&mut v, &file.rate_limit);
+    let upstreams = upstreams(&mut v, &file.upstreams);
+    let router = routes(&mut v, &file.routes, &upstreams, &default_builder, &client);
+
+    if let Some(admin) = &file.listen.admin {
+        let _ = admin;
+        v.warnings.push(
+            "listen.admin: the admin listener (/metrics, /healthz, /readyz) is not implemented yet; nothing listens there"
+                .into(),
+        );
+    }
+
+    if !v.errors.is_empty() {
+        return Err(ConfigErrors(v.errors));
+    }
+    let (Some(listen), Some((tls, cert_files))) = (listen, tls) else {
+        // Unreachable in practice: a `None` above always pushed an error.
+        return Err(ConfigErrors(vec![source.error_at_line(
+            1,
+            "",
+            "invalid configuration",
+        )]));
+    };
+    let mut files: Vec<PathBuf> = config_path.map(Path::to_path_buf).into_iter().collect();
+    files.extend(cert_files);
+    Ok(Snapshot {
+        listen,
+        tls,
+        client,
+        router,
+        default_headers,
+        upstreams: upstreams.into_values().collect(),
+        files,
+        warnings: v.warnings,
+    })
+}
+
+fn socket_addr(v: &mut Validator<'_>, value: &Spanned<String>, key: &str) -> Option<SocketAddr> {
+    match value.get_ref().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            v.at(
+                value,
+                key,
+                "expected an address with a port, like \"0.0.0.0:8443\" or \"[::]:8443\"",
+            );
+            None
+        }
+    }
+}
+
+fn listen(v: &mut Validator<'_>, listen: &model::Listen) -> Option<Listen> {
+    let https = socket_addr(v, &listen.https, "listen.https");
+    let http = listen
+        .http
+        .as_ref()
+        .and_then(|addr| socket_addr(v, addr, "listen.http"));
+    let admin = listen
+        .admin
+        .as_ref()
+        .and_then(|addr| socket_addr(v, addr, "listen.admin"));
+    let status = *listen.http_redirect_status.get_ref();
+    if status != 301 && status != 308 {
+        v.at(
+            &listen.http_redirect_status,
+            "listen.http_redirect_status",
+            "must be 301 or 308 (both keep clients on the redirect; 308 also keeps the method)",
+        );
+    }
+    if let (Some(https), Some(http)) = (https, http) {
+        if https == http && https.port() != 0 {
+            v.at(
+                listen.http.as_ref()?,
+                "listen.http",
+                "same address as listen.https",
+            );
+        }
+    }
+    Some(Listen {
+        https: https?,
+        http,
+        admin,
+        http_redirect_status: StatusCode::from_u16(status).ok()?,
+        https_port_public: listen.https_port_public,
+        shutdown_grace: listen.shutdown_grace.0,
+    })
+}
+
+fn client_limits(v: &mut Validator<'_>, client: &model::Client) -> ClientLimits {
+    let max_header_bytes = client.max_header_bytes.0;
+    if max_header_bytes < 1024 {
+        v.near(0..0, "client.max_header_bytes", "must be at least 1KiB");
+    }
+    for (value, key) in [
+        (client.header_timeout.0, "client.header_timeout"),
+        (client.idle_timeout.0, "client.idle_timeout"),
+    ] {
+        if value.is_zero() {
+            v.near(0..0, key, "must be more than 0s");
+        }
+    }
+    ClientLimits {
+        trusted_proxies: client.trusted_proxies.iter().map(|c| c.0).collect(),
+        max_body: client.max_body.0,
+        max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+        header_timeout: client.header_timeout.0,
+        idle_timeout: client.idle_timeout.0,
+    }
+}
+
+/// Loads certificates (generating a development one when allowed) and builds the TLS config.
+fn tls_settings(
+    v: &mut Validator<'_>,
+    tls: Option<&model::Tls>,
+    missing_cert: MissingCert,
+) -> Option<(tls::TlsSettings, Vec<PathBuf>)> {
+    let Some(tls) = tls else {
+        v.near(
+            0..0,
+            "tls",
+            "the https listener needs a [tls] section with cert and key",
+        );
+        return None;
+    };
+    let min_tls13 = match tls.min_version.get_ref().as_str() {
+        "1.2" => false,
+        "1.3" => true,
+        "1.0" | "1.1" => {
+            v.at(
+                &tls.min_version,
+                "tls.min_version",
+                "TLS 1.0 and 1.1 are never offered (RFC 8996); use \"1.2\" or \"1.3\"",
+            );
+            return None;
+        }
+        _ => {
+            v.at(
+                &tls.min_version,
+                "tls.min_version",
+                "expected \"1.2\" or \"1.3\"",
+            );
+            return None;
+        }
+    };
+
+    let cert = tls.cert.get_ref();
+    let key = tls.key.get_ref();
+    if tls.self_signed_if_missing && !cert.exists() && !key.exists() {
+        match missing_cert {
+            MissingCert::Generate => {
+                let hosts = vec![
+                    "localhost".to_string(),
+                    "127.0.0.1".to_string(),
+                    "::1".to_string(),
+                ];
+                match crate::certgen::write_self_signed(&hosts, cert, key) {
+                    Ok(_) => tracing::warn!(
+                        cert = %cert.display(),
+                        key = %key.display(),
+                        "GENERATED A SELF-SIGNED DEVELOPMENT CERTIFICATE (tls.self_signed_if_missing = true): browsers will not trust it; configure a real certificate for production"
+                    ),
+                    Err(err) => {
+                        v.at(
+                            &tls.cert,
+                            "tls.cert",
+                            format!(
+                                "missing, and generating a development certificate failed: {err}"
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            MissingCert::Warn => {
+                v.warnings.push(format!(
+                    "tls.cert: {} does not exist; `rampart run` will generate a self-signed development certificate",
+                    cert.display()
+                ));
+                return None;
+            }
+        }
+    }
+
+    let mut ok = true;
+    for (path, spanned, key_name) in [(cert, &tls.cert, "tls.cert"), (key, &tls.key, "tls.key")] {
+        if let Err(err) = std::fs::metadata(path) {
+            v.at(
+                spanned,
+                key_name,
+                format!("cannot read {}: {}", path.display(), io_reason(&err)),
+            );
+            ok = false;
+        }
+    }
+    for (index, extra) in tls.certificates.iter().enumerate() {
+        let prefix = format!("tls.certificates[{index}]");
+        if extra.get_ref().hosts.is_empty() {
+            v.at(
+                extra,
+                &format!("{prefix}.hosts"),
+                "list the host names this certificate is for",
+            );
+            ok = false;
+        }
+        for host in &extra.get_ref().hosts {
+            if HostPattern::parse(host).is_err() || host.trim().is_empty() || host.trim() == "*" {
+                v.at(
+                    extra,
+                    &format!("{prefix}.hosts"),
+                    format!("`{host}` is not a host name or \"*.example.org\""),
+                );
+                ok = false;
+            }
+        }
+        for (path, spanned, name) in [
+            (
+                extra.get_ref().cert.get_ref(),
+                &extra.get_ref().cert,
+                "cert",
+            ),
+            (extra.get_ref().key.get_ref(), &extra.get_ref().key, "key"),
+        ] {
+            if let Err(err) = std::fs::metadata(path) {
+                v.at(
+                    spanned,
+                    &format!("{prefix}.{name}"),
+                    format!("cannot read {}: {}", path.display(), io_reason(&err)),
+                );
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+
+    let extras: Vec<CertSource<'_>> = tls
+        .certificates
+        .iter()
+        .map(|c| CertSource {
+            hosts: &c.get_ref().hosts,
+            cert: c.get_ref().cert.get_ref(),
+            key: c.get_ref().key.get_ref(),
+        })
+        .collect();
+    let default = CertSource {
+        hosts: &[],
+        cert,
+        key,
+    };
+    match tls::build(default, &extras, min_tls13) {
+        Ok(settings) => {
+            let mut files = vec![cert.clone(), key.clone()];
+            for c in &tls.certificates {
+                files.push(c.get_ref().cert.get_ref().clone());
+                files.push(c.get_ref().key.get_ref().clone());
+            }
+            Some((settings, files))
+        }
+        Err(err) => {
+            // Point at the file the error is about.
+            let (spanned, key_name) = match &err {
+                tls::TlsError::Key { path, .. } => find_path(tls, path, false),
+                tls::TlsError::Cert { path, .. } => find_path(tls, path, true),
+                tls::TlsError::Config(_) => (&tls.cert, "tls.cert".to_string()),
+            };
+            v.at(spanned, &key_name, err.to_string());
+            None
+        }
+    }
+}
+
+fn find_path<'t>(tls: &'t model::Tls, path: &str, cert: bool) -> (&'t Spanned<PathBuf>, String) {
+    let pick = |c: &'t Spanned<PathBuf>, k: &'t Spanned<PathBuf>| if cert { c } else { k };
+    let name = if cert { "cert" } else { "key" };
+    for (index, extra) in tls.certificates.iter().enumerate() {
+        let spanned = pick(&extra.get_ref().cert, &extra.get_ref().key);
+        if spanned.get_ref().display().to_string() == path {
+            return (spanned, format!("tls.certificates[{index}].{name}"));
+        }
+    }
+    (pick(&tls.cert, &tls.key), format!("tls.{name}"))
+}
+
+fn io_reason(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => err.to_string(),
+    }
+}
+
+/// The `[headers]` layer: preset, then the keys written. Returns the builder (routes merge over
+/// it) and the compiled default policy.
+fn headers(
+    v: &mut Validator<'_>,
+    headers: &model::Headers,
+) -> (HeaderPolicyBuilder, crate::policy::headers::HeaderPolicy) {
+    let preset = Preset::parse(headers.preset.get_ref()).unwrap_or_else(|| {
+        v.at(
+            &headers.preset,
+            "headers.preset",
+            "expected \"strict\", \"basic\" or \"off\"",
+        );
+        Preset::Strict
+    });
+    let mut builder = HeaderPolicyBuilder::from_preset(preset);
+    apply_header_layer(
+        v,
+        &mut builder,
+        "headers",
+        &headers.security_headers(),
+        &headers.set,
+        headers.remove.as_deref(),
+    );
+    let policy = builder.build();
+    (builder, policy)
+}
+
+fn apply_header_layer(
+    v: &mut Validator<'_>,
+    builder: &mut HeaderPolicyBuilder,
+    prefix: &str,
+    security: &model::SecurityHeaders<'_>,
+    set: &BTreeMap<String, Spanned<String>>,
+    remove: Option<&[String]>,
+) {
+    for (key, value) in security.iter() {
+        let Some(value) = value else { continue };
+        let name = SECURITY_HEADER_KEYS
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or(*key, |(_, name)| *name);
+        if *key == "strict_transport_security"
+            && !value.get_ref().is_empty()
+            && !value.get_ref().to_ascii_lowercase().contains("max-age=")
+        {
+            v.at(value, &format!("{prefix}.{key}"), "HSTS needs max-age (RFC 6797 §6.1.1), e.g. \"max-age=31536000; includeSubDomains\"");
+            continue;
+        }
+        if let Err(err) = builder.set(name, value.get_ref()) {
+            v.at(value, &format!("{prefix}.{key}"), err.to_string());
+        }
+    }
+    for (name, value) in set {
+        if let Err(err) = builder.set(name, value.get_ref()) {
+            v.at(value, &format!("{prefix}.set.{name}"), err.to_string());
+        }
+    }
+    if let Some(remove) = remove {
+        if let Err(err) = builder.remove(remove) {
+            v.near(0..0, &format!("{prefix}.remove"), err.to_string());
+        }
+    }
+}
+
+fn rate_limit_store(v: &mut Validator<'_>, store: &model::RateLimitStore) {
+    match store.store.get_ref().as_str() {
+        "local" => {}
+        "redis" => {
+            if store.redis_url.is_none() {
+                v.at(
+                    &store.store,
+                    "rate_limit.redis_url",
+                    "store = \"redis\" needs redis_url",
+                );
+            }
+        }
+        _ => v.at(
+            &store.store,
+            "rate_limit.store",
+            "expected \"local\" or \"redis\"",
+        ),
+    }
+    if !matches!(
+        store.on_store_error.get_ref().as_str(),
+        "local" | "allow" | "deny"
+    ) {
+        v.at(
+            &store.on_store_error,
+            "rate_limit.on_store_error",
+            "expected \"local\", \"allow\" or \"deny\"",
+        );
+    }
+}
+
+fn upstreams(
+    v: &mut Validator<'_>,
+    upstreams: &BTreeMap<String, model::Upstream>,
+) -> BTreeMap<String, Arc<Upstream>> {
+    let mut compiled = BTreeMap::new();
+    for (name, upstream) in upstreams {
+        let prefix = format!("upstreams.{name}");
+        if upstream.servers.is_empty() {
+            v.at(
+                &upstream.balance,
+                &format!("{prefix}.servers"),
+                "list at least one server",
+            );
+            continue;
+        }
+        let mut addrs = Vec::new();
+        for server in &upstream.servers {
+            match ServerAddr::parse(server.get_ref()) {
+                Ok(addr) => addrs.push(addr),
+                Err(message) => v.at(server, &format!("{prefix}.servers"), message),
+            }
+        }
+        match upstream.balance.get_ref().as_str() {
+            "round_robin" => {}
+            "least_conn" => v.warnings.push(format!(
+                "{prefix}.balance: least_conn is not implemented yet; round_robin is used"
+            )),
+            _ => v.at(
+                &upstream.balance,
+                &format!("{prefix}.balance"),
+                "expected \"round_robin\" or \"least_conn\"",
+            ),
+        }
+        if upstream.health_check.is_some() {
+            v.warnings.push(format!(
+                "{prefix}.health_check: active health checks are not implemented yet; servers are never ejected"
+            ));
+        }
+        if upstream.connect_timeout.0.is_zero() || upstream.response_timeout.0.is_zero() {
+            v.at(
+                &upstream.balance,
+                &format!("{prefix}.connect_timeout"),
+                "timeouts must be more than 0s",
+            );
+        }
+        if addrs.len() == upstream.servers.len() {
+            let settings = UpstreamSettings {
+                connect_timeout: upstream.connect_timeout.0,
+                response_timeout: upstream.response_timeout.0,
+                retries: upstream.retries,
+            };
+            compiled.insert(
+                name.clone(),
+                Arc::new(Upstream::new(name.clone(), addrs, settings)),
+            );
+        }
+    }
+    compiled
+}
+
+fn routes(
+    v: &mut Validator<'_>,
+    routes: &[Spanned<model::Route>],
+    upstreams: &BTreeMap<String, Arc<Upstream>>,
+    default_headers: &HeaderPolicyBuilder,
+    client: &ClientLimits,
+) -> Router<Route> {
+    let mut entries = Vec::new();
+    let mut names = HashSet::new();
+    for (index, spanned) in routes.iter().enumerate() {
+        let route = spanned.get_ref();
+        let span = spanned.span();
+        let prefix = format!("routes[{index}]");
+        let name = route
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("route{index}"));
+        if !names.insert(name.clone()) {
+            v.near(
+                span.clone(),
+                &format!("{prefix}.name"),
+                format!("a route named `{name}` already exists (names label metrics)"),
+            );
+        }
+
+        let path = route.path.get_ref();
+        match path::normalize(path) {
+            Ok(normalized) if normalized == *path || normalized.trim_end_matches('/') == path.as_str() => {}
+            Ok(normalized) => v.at(&route.path, &format!("{prefix}.path"), format!("write the path in normalized form (\"{normalized}\"): routes match decoded, dot-free paths")),
+            Err(err) => v.at(&route.path, &format!("{prefix}.path"), format!("not a path prefix: {err}")),
+        }
+
+        let mut hosts = Vec::new();
+        for host in route.host.iter().chain(route.hosts.iter().flatten()) {
+            match HostPattern::parse(host.get_ref()) {
+                Ok(pattern) => hosts.push(pattern),
+                Err(message) => v.at(host, &format!("{prefix}.host"), message),
+            }
+        }
+        if hosts.is_empty() {
+            hosts.push(HostPattern::Any);
+        }
+
+        let methods = route.methods.as_ref().map(|list| {
+            list.iter()
+                .filter_map(|m| {
+                    let text = m.get_ref();
+                    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_uppercase()) {
+                        v.at(
+                            m,
+                            &format!("{prefix}.methods"),
+                            format!("`{text}` is not a method (write it uppercase, like \"POST\")"),
+                        );
+                        return None;
+                    }
+                    Method::from_bytes(text.as_bytes()).ok()
+                })
+                .collect::<Vec<_>>()
+        });
+
+        // Features of later versions: refused rather than silently not enforced.
+        if route.rate_limit.is_some() {
+            v.near(span.clone(), &format!("{prefix}.rate_limit"), "rate limits are not implemented in this version; remove the key (it would not be enforced)");
+        }
+        if route.cors.is_some() {
+            v.near(
+                span.clone(),
+                &format!("{prefix}.cors"),
+                "CORS is not implemented in this version; remove the key",
+            );
+        }
+        if route.compress == Some(true) {
+            v.warnings.push(format!("{prefix}.compress: response compression is not implemented yet; responses pass as the upstream sent them"));
+        }
+
+        let action = route_action(v, route, span.clone(), &prefix, upstreams);
+
+        let mut builder = default_headers.clone();
+        if let Some(headers) = &route.headers {
+            apply_header_layer(
+                v,
+                &mut builder,
+                &format!("{prefix}.headers"),
+                &headers.security_headers(),
+                &headers.set,
+                headers.remove.as_deref(),
+            );
+        }
+        let ip_rules = IpRules {
+            allow: route.allow.iter().flatten().map(|c| c.0).collect(),
+            deny: route.deny.iter().flatten().map(|c| c.0).collect(),
+        };
+        if route.allow.as_ref().is_some_and(Vec::is_empty) {
+            v.near(
+                span.clone(),
+                &format!("{prefix}.allow"),
+                "an empty allow list would refuse everyone; remove it or list networks",
+            );
+        }
+
+        let Some(action) = action else { continue };
+        let compiled = Arc::new(Route {
+            name,
+            prefix: path.clone(),
+            action,
+            headers: builder.build(),
+            ip_rules,
+            max_body: route.max_body.map_or(client.max_body, |b| b.0),
+        });
+        for host in hosts {
+            entries.push(Entry {
+                host,
+                prefix: path.clone(),
+                methods: methods.clone(),
+                target: compiled.clone(),
+            });
+        }
+    }
+    Router::new(entries)
+}
+
+fn route_action(
+    v: &mut Validator<'_>,
+    route: &model::Route,
+    span: std::ops::Range<usize>,
+    prefix: &str,
+    upstreams: &BTreeMap<String, Arc<Upstream>>,
+) -> Option<Action> {
+    let count = [
+        route.upstream.is_some(),
+        route.static_files.is_some(),
+        route.redirect.is_some(),
+        route.respond.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if count != 1 {
+        v.near(
+            span,
+            prefix,
+            "a route has exactly one action: upstream, static, redirect or respond",
+        );
+        return None;
+    }
+    if let Some(name) = &route.upstream {
+        return match upstreams.get(name.get_ref()) {
+            Some(upstream) => Some(Action::Proxy(upstream.clone())),
+            None => {
+                v.at(
+                    name,
+                    &format!("{prefix}.upstream"),
+                    format!("no [upstreams.{}] is defined", name.get_ref()),
+                );
+                None
+            }
+        };
+    }
+    if route.static_files.is_some() {
+        v.near(
+            span,
+            &format!("{prefix}.static"),
+            "static file serving is not implemented in this version",
+        );
+        return None;
+    }
+    if let Some(redirect) = &route.redirect {
+        let status = *redirect.status.get_ref();
+        if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+            v.at(
+                &redirect.status,
+                &format!("{prefix}.redirect.status"),
+                "a redirect status is 301, 302, 303, 307 or 308",
+            );
+        }
+        return match RedirectTemplate::parse(redirect.to.get_ref()) {
+            Ok(to) => Some(Action::Redirect {
+                to,
+                status: StatusCode::from_u16(status).ok()?,
+            }),
+            Err(message) => {
+                v.at(&redirect.to, &format!("{prefix}.redirect.to"), message);
+                None
+            }
+        };
+    }
+    if let Some(respond) = &route.respond {
+        let status = *respond.status.get_ref();
+        let Some(status) = (200..=599)
+            .contains(&status)
+            .then(|| StatusCode::from_u16(status).ok())
+            .flatten()
+        else {
+            v.at(
+                &respond.status,
+                &format!("{prefix}.respond.status"),
+                "a status between 200 and 599",
+            );
+            return None;
+        };
+        let content_type = respond
+            .content_type
+            .as_deref()
+            .unwrap_or("text/plain; charset=utf-8");
+        let Ok(content_type) = HeaderValue::from_str(content_type) else {
+            v.at(
+                &respond.status,
+                &format!("{prefix}.respond.content_type"),
+                "not a valid header value",
+            );
+            return None;
+        };
+        return Some(Action::Respond(Respond {
+            status,
+            body: Bytes::from(respond.body.clone()),
+            content_type,
+        }));
+    }
+    None
+}

@@ -1,0 +1,87 @@
+//! The proxy's own error responses: the one place where a failure becomes a status code.
+//!
+//! Client-facing bodies are short and generic ("502 Bad Gateway"); the details (OS errors,
+//! addresses, crate names) go to the log only. Security headers and the request id are added
+//! by the pipeline like on every other response.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::ResponseBody;
+
+/// Why the proxy answered a request itself instead of forwarding it.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("forbidden by the route's IP rules")]
+    Forbidden,
+    #[error("no route matches")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: HeaderValue },
+    #[error("request body larger than client.max_body")]
+    PayloadTooLarge,
+    #[error("request header section larger than client.max_header_bytes")]
+    HeadersTooLarge,
+    #[error("host is not served by the certificate this connection was opened for")]
+    MisdirectedRequest,
+    #[error("upstream `{upstream}` unreachable: {detail}")]
+    UpstreamConnect { upstream: String, detail: String },
+    #[error("upstream `{upstream}` failed: {detail}")]
+    UpstreamProtocol { upstream: String, detail: String },
+    #[error("upstream `{upstream}` did not answer within response_timeout")]
+    UpstreamTimeout { upstream: String },
+    #[error("client body failed: {0}")]
+    ClientBody(String),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::NotFound => StatusCode::NOT_FOUND,
+            ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamProtocol { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The client-facing response: status line text only, never `self`'s details.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let status = self.status();
+        let mut response = plain_response(status);
+        if let ProxyError::MethodNotAllowed { allow } = self {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        // A body the client is still sending after an error must not be read as the next request.
+        if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::BAD_REQUEST {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+/// `"404 Not Found\n"` as text/plain.
+pub fn plain_response(status: StatusCode) -> Response<ResponseBody> {
+    let text = format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    let mut response = Response::new(ResponseBody::full(Bytes::from(text)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,147 @@
+//! rampart: a security-hardening, TLS-terminating reverse proxy.
+//!
+//! The modules follow a request: `listener` (accept, TLS, hyper) → `proxy` (the pipeline, in
+//! order) → `path` + `router` (which route) → `policy` (IP rules, security headers) →
+//! `upstream` (pools, forwarding) or `actions` (redirect, respond) → `errors` (the proxy's own
+//! responses). `config` turns the TOML file into the immutable [`Snapshot`] everything reads.
+#![forbid(unsafe_code)]
+
+pub mod actions;
+pub mod body;
+pub mod certgen;
+pub mod client_ip;
+pub mod config;
+pub mod errors;
+pub mod listener;
+pub mod path;
+pub mod policy;
+pub mod proxy;
+pub mod router;
+pub mod snapshot;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use snapshot::Snapshot;
+
+/// The running configuration, swapped whole on reload.
+pub type Shared = Arc<ArcSwap<Snapshot>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        key: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Starts rampart's listeners for a snapshot.
+pub struct Server;
+
+impl Server {
+    /// Binds the listeners (port 0 picks a free port: see [`ServerHandle::https_addr`]) and
+    /// serves until [`ServerHandle::shutdown`].
+    pub async fn start(snapshot: Snapshot) -> Result<ServerHandle, StartError> {
+        for warning in &snapshot.warnings {
+            tracing::warn!("{warning}");
+        }
+        let https = bind(snapshot.listen.https, "listen.https").await?;
+        let http = match snapshot.listen.http {
+            Some(addr) => Some(bind(addr, "listen.http").await?),
+            None => None,
+        };
+        let https_addr = local_addr(&https, snapshot.listen.https);
+        let http_addr = http
+            .as_ref()
+            .zip(snapshot.listen.http)
+            .map(|(l, configured)| local_addr(l, configured));
+
+        let shared: Shared = Arc::new(ArcSwap::from_pointee(snapshot));
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(listener::https::run(
+            https,
+            shared.clone(),
+            shutdown_rx.clone(),
+        ))];
+        if let Some(http) = http {
+            tasks.push(tokio::spawn(listener::http::run(
+                http,
+                shared.clone(),
+                shutdown_rx,
+            )));
+        }
+        tracing::info!(https = %https_addr, http = ?http_addr, "rampart is serving");
+        Ok(ServerHandle {
+            https_addr,
+            http_addr,
+            shared,
+            shutdown_tx,
+            tasks,
+        })
+    }
+}
+
+async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, key, source })
+}
+
+fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(configured)
+}
+
+/// A running server.
+pub struct ServerHandle {
+    https_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    shared: Shared,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The snapshot requests are served with right now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.load_full()
+    }
+
+    /// Swaps in a new snapshot: requests that start after this see it, requests in flight
+    /// finish with the one they started with. Listen addresses are not re-bound.
+    pub fn reload(&self, snapshot: Snapshot) {
+        let current = self.shared.load();
+        if current.listen.https != snapshot.listen.https
+            || current.listen.http != snapshot.listen.http
+        {
+            tracing::warn!("listen addresses changed: they apply after a restart");
+        }
+        for warning in &snapshot.warnings {
+            tracing::warn!("{warning}");
+        }
+        self.shared.store(Arc::new(snapshot));
+    }
+
+    /// Stops accepting, lets in-flight requests finish within `listen.shutdown_grace`, returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

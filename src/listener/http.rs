@@ -1,0 +1,87 @@
+//! The plain-HTTP listener: every request is redirected to https, nothing is proxied.
+
+use std::convert::Infallible;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::ResponseBody;
+use crate::errors::plain_response;
+use crate::proxy::host_name;
+use crate::Shared;
+
+pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let header_timeout = shared.load().client.header_timeout;
+        let shared = shared.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let builder = builder.http1_only();
+            let service = service_fn(move |request| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(redirect(&request, &shared)) }
+            });
+            let conn = builder
+                .serve_connection(TokioIo::new(tcp), service)
+                .into_owned();
+            if let Err(err) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %err, "http connection ended with an error");
+            }
+        });
+    }
+    super::https::drain(graceful, &shared).await;
+}
+
+/// `https://{host}[:https_port_public]{path}?{query}` with `http_redirect_status`.
+fn redirect(request: &Request<Incoming>, shared: &Shared) -> Response<ResponseBody> {
+    let snapshot = shared.load();
+    let host = request.headers().get(header::HOST).cloned().or_else(|| {
+        request
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let Some(name) = host.as_ref().and_then(host_name) else {
+        return plain_response(StatusCode::BAD_REQUEST);
+    };
+    let port = snapshot.listen.https_port_public;
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    // `OPTIONS *` has no path to keep.
+    let target = if target.starts_with('/') { target } else { "/" };
+    let location = if port == 443 {
+        format!("https://{name}{target}")
+    } else {
+        format!("https://{name}:{port}{target}")
+    };
+    let Ok(location) = HeaderValue::from_str(&location) else {
+        return plain_response(StatusCode::BAD_REQUEST);
+    };
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = snapshot.listen.http_redirect_status;
+    response.headers_mut().insert(header::LOCATION, location);
+    response
+}

@@ -1,0 +1,123 @@
+//! The https listener: accept → TLS handshake (bounded) → hyper HTTP/1.1 or HTTP/2 by ALPN.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::listener::io::{IdleIo, InFlight};
+use crate::proxy::{self, Connection};
+use crate::snapshot::ClientLimits;
+use crate::Shared;
+
+/// hyper's HTTP/1 read buffer: a hard cap on a request head, above `max_header_bytes` so that our
+/// own check (which answers 431 with the security headers) sees everything below it.
+fn h1_buffer_size(limits: &ClientLimits) -> usize {
+    (limits.max_header_bytes.saturating_mul(2)).clamp(8192, 1 << 20)
+}
+
+fn connection_builder(limits: &ClientLimits, h2: bool) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Slowloris: a request head must arrive within header_timeout. hyper also starts this
+        // timer while a keep-alive connection waits for its next request.
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(h1_buffer_size(limits));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32)
+        .max_concurrent_streams(128)
+        // Dead peers are found by PING instead of holding streams forever.
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    // ALPN already told us the protocol: no need to sniff for the HTTP/2 preface.
+    if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    }
+}
+
+pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let snapshot = shared.load_full();
+        let acceptor = TlsAcceptor::from(snapshot.tls.server_config.clone());
+        let limits = snapshot.client.clone();
+        drop(snapshot);
+        let shared = shared.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let (_, session) = tls.get_ref();
+            let sni = session.server_name().map(str::to_owned);
+            let h2 = session.alpn_protocol() == Some(b"h2");
+            let in_flight = Arc::new(InFlight::default());
+            let connection = Arc::new(Connection {
+                peer,
+                sni,
+                in_flight: in_flight.clone(),
+            });
+            let io = TokioIo::new(IdleIo::new(tls, limits.idle_timeout, in_flight));
+            let service = service_fn(move |request| {
+                proxy::serve(request, connection.clone(), shared.clone())
+            });
+            let builder = connection_builder(&limits, h2);
+            let conn = builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned();
+            if let Err(err) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drain(graceful, &shared).await;
+}
+
+/// Stops accepting (done by the caller), asks every connection to finish (HTTP/2 GOAWAY,
+/// HTTP/1 close after the current response) and waits up to `shutdown_grace`.
+pub(crate) async fn drain(graceful: GracefulShutdown, shared: &Shared) {
+    let grace = shared.load().listen.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "shutdown grace elapsed with requests still in flight"
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! TLS settings of the https listener: TLS 1.2/1.3 only, Mozilla "intermediate" suites
+//! (rustls offers only forward-secret AEAD suites), ALPN h2 + http/1.1, and the certificate
+//! chosen by SNI among `[[tls.certificates]]`, the `[tls]` one being the fallback.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read certificate {path}: {reason}")]
+    Cert { path: String, reason: String },
+    #[error("cannot read private key {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// One certificate with the names it is chosen for.
+pub struct CertSource<'a> {
+    pub hosts: &'a [String],
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
+/// The compiled TLS side of a snapshot.
+pub struct TlsSettings {
+    pub server_config: Arc<ServerConfig>,
+    store: Arc<CertStore>,
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("certificates", &self.store.certs.len())
+            .finish()
+    }
+}
+
+impl TlsSettings {
+    /// Index of the certificate a name selects (the default when none matches): a request whose
+    /// Host selects another certificate than its connection's SNI is misdirected (421).
+    pub fn cert_for(&self, name: Option<&str>) -> usize {
+        self.store.index_for(name)
+    }
+
+    /// The leaf certificates (DER), for expiry reporting.
+    pub fn leaf_certificates(&self) -> impl Iterator<Item = &CertificateDer<'static>> {
+        self.store.certs.iter().filter_map(|c| c.cert.first())
+    }
+}
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Loads every certificate and builds the server config. `min_tls13`: refuse TLS 1.2.
+pub fn build(
+    default: CertSource<'_>,
+    extra: &[CertSource<'_>],
+    min_tls13: bool,
+) -> Result<TlsSettings, TlsError> {
+    let provider = provider();
+    let mut store = CertStore {
+        exact: HashMap::new(),
+        wildcard: Vec::new(),
+        certs: vec![Arc::new(load_certified_key(&default, &provider)?)],
+    };
+    for source in extra {
+        let index = store.certs.len();
+        store
+            .certs
+            .push(Arc::new(load_certified_key(source, &provider)?));
+        for host in source.hosts {
+            let host = host.trim().to_ascii_lowercase();
+            match host.strip_prefix("*.") {
+                Some(suffix) => store.wildcard.push((format!(".{suffix}"), index)),
+                None => {
+                    store.exact.entry(host).or_insert(index);
+                }
+            }
+        }
+    }
+    // Longest wildcard suffix first, so `*.a.example.org` beats `*.example.org`.
+    store
+        .wildcard
+        .sort_by_key(|(suffix, _)| usize::MAX - suffix.len());
+    let store = Arc::new(store);
+
+    let versions: &[&rustls::SupportedProtocolVersion] = if min_tls13 {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(store.clone());
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Stateless resumption keeps repeat handshakes cheap for returning clients.
+    config.ticketer =
+        rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok(TlsSettings {
+        server_config: Arc::new(config),
+        store,
+    })
+}
+
+fn load_certified_key(
+    source: &CertSource<'_>,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let cert_err = |reason: String| TlsError::Cert {
+        path: source.cert.display().to_string(),
+        reason,
+    };
+    let key_err = |reason: String| TlsError::Key {
+        path: source.key.display().to_string(),
+        reason,
+    };
+    let chain = CertificateDer::pem_file_iter(source.cert)
+        .map_err(|e| cert_err(pem_reason(e)))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cert_err(pem_reason(e)))?;
+    if chain.is_empty() {
+        return Err(cert_err("no CERTIFICATE block in the file".into()));
+    }
+    // PKCS#8, PKCS#1 and SEC1 keys are all recognised by their PEM label.
+    let key = PrivateKeyDer::from_pem_file(source.key).map_err(|e| key_err(pem_reason(e)))?;
+    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => {
+            key_err("the key does not belong to the certificate".into())
+        }
+        other => key_err(other.to_string()),
+    })?;
+    Ok(certified)
+}
+
+fn pem_reason(err: rustls_pki_types::pem::Error) -> String {
+    match err {
+        rustls_pki_types::pem::Error::Io(io) => io.to_string(),
+        rustls_pki_types::pem::Error::NoItemsFound => "no PEM block of the right kind".into(),
+        other => format!("not valid PEM ({other:?})"),
+    }
+}
+
+#[derive(Debug)]
+struct CertStore {
+    exact: HashMap<String, usize>,
+    wildcard: Vec<(String, usize)>,
+    /// Index 0 is the `[tls]` default.
+    certs: Vec<Arc<CertifiedKey>>,
+}
+
+impl CertStore {
+    fn index_for(&self, name: Option<&str>) -> usize {
+        let Some(name) = name else { return 0 };
+        let name = name.to_ascii_lowercase();
+        if let Some(index) = self.exact.get(&name) {
+            return *index;
+        }
+        self.wildcard
+            .iter()
+            .find(|(suffix, _)| name.len() > suffix.len() && name.ends_with(suffix.as_str()))
+            .map_or(0, |(_, index)| *index)
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let index = self.index_for(hello.server_name());
+        self.certs.get(index).cloned()
+    }
+}

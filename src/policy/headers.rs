@@ -1,0 +1,226 @@
+//! Security headers (`[headers]` and a route's `headers`): added to every response of the
+//! https listener, replacing the upstream's copy, so there is never two of a security header.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The headers a route sets and strips, compiled once per snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderPolicy {
+    set: Vec<(HeaderName, HeaderValue)>,
+    remove: Vec<HeaderName>,
+}
+
+impl HeaderPolicy {
+    /// Applies to a response that is about to leave: strip, then set (insert replaces every copy).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+
+    pub fn sets(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.set.iter().map(|(n, v)| (n, v))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    Strict,
+    Basic,
+    Off,
+}
+
+impl Preset {
+    pub fn parse(name: &str) -> Option<Preset> {
+        match name {
+            "strict" => Some(Preset::Strict),
+            "basic" => Some(Preset::Basic),
+            "off" => Some(Preset::Off),
+            _ => None,
+        }
+    }
+}
+
+/// The config keys naming a security header, with the header they set.
+pub const SECURITY_HEADER_KEYS: &[(&str, &str)] = &[
+    ("strict_transport_security", "strict-transport-security"),
+    ("content_security_policy", "content-security-policy"),
+    (
+        "content_security_policy_report_only",
+        "content-security-policy-report-only",
+    ),
+    ("x_frame_options", "x-frame-options"),
+    ("x_content_type_options", "x-content-type-options"),
+    ("referrer_policy", "referrer-policy"),
+    ("permissions_policy", "permissions-policy"),
+    ("cross_origin_opener_policy", "cross-origin-opener-policy"),
+];
+
+const HSTS: &str = "max-age=31536000; includeSubDomains";
+const STRICT_CSP: &str =
+    "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
+
+fn preset_values(preset: Preset) -> &'static [(&'static str, &'static str)] {
+    match preset {
+        Preset::Strict => &[
+            ("strict-transport-security", HSTS),
+            ("content-security-policy", STRICT_CSP),
+            ("x-frame-options", "DENY"),
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "strict-origin-when-cross-origin"),
+            (
+                "permissions-policy",
+                "camera=(), microphone=(), geolocation=()",
+            ),
+            ("cross-origin-opener-policy", "same-origin"),
+        ],
+        Preset::Basic => &[
+            ("strict-transport-security", HSTS),
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "SAMEORIGIN"),
+            ("referrer-policy", "strict-origin-when-cross-origin"),
+        ],
+        Preset::Off => &[],
+    }
+}
+
+fn preset_removes(preset: Preset) -> &'static [&'static str] {
+    match preset {
+        Preset::Strict | Preset::Basic => &["server", "x-powered-by"],
+        Preset::Off => &[],
+    }
+}
+
+/// Builds a [`HeaderPolicy`] layer by layer: preset, then `[headers]`, then a route's table.
+/// A header given the value `""` is not added, and the upstream's own value passes through.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderPolicyBuilder {
+    /// In the order first set; `None`: explicitly left to the upstream.
+    set: Vec<(HeaderName, Option<HeaderValue>)>,
+    remove: Vec<HeaderName>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error("`{0}` is not a valid header name")]
+    Name(String),
+    #[error("not a valid header value (control characters or non-ASCII)")]
+    Value,
+}
+
+impl HeaderPolicyBuilder {
+    pub fn from_preset(preset: Preset) -> Self {
+        let mut builder = HeaderPolicyBuilder::default();
+        for (name, value) in preset_values(preset) {
+            builder.set.push((
+                HeaderName::from_static(name),
+                Some(HeaderValue::from_static(value)),
+            ));
+        }
+        builder.remove = preset_removes(preset)
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect();
+        builder
+    }
+
+    /// Sets `name` to `value` over whatever an earlier layer said; `""` leaves it to the upstream.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), HeaderError> {
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| HeaderError::Name(name.into()))?;
+        let value = if value.is_empty() {
+            None
+        } else {
+            Some(HeaderValue::from_str(value).map_err(|_| HeaderError::Value)?)
+        };
+        self.remove.retain(|n| *n != name);
+        match self.set.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = value,
+            None => self.set.push((name, value)),
+        }
+        Ok(())
+    }
+
+    /// Replaces the list of headers stripped from upstream responses.
+    pub fn remove(&mut self, names: &[String]) -> Result<(), HeaderError> {
+        let mut parsed = Vec::with_capacity(names.len());
+        for name in names {
+            parsed.push(
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| HeaderError::Name(name.clone()))?,
+            );
+        }
+        self.remove = parsed;
+        Ok(())
+    }
+
+    pub fn build(&self) -> HeaderPolicy {
+        HeaderPolicy {
+            set: self
+                .set
+                .iter()
+                .filter_map(|(n, v)| v.clone().map(|v| (n.clone(), v)))
+                .collect(),
+            remove: self
+                .remove
+                .iter()
+                .filter(|n| !self.set.iter().any(|(set, _)| set == *n))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_replaces_upstream_copies_and_strips_server() {
+        let policy = HeaderPolicyBuilder::from_preset(Preset::Strict).build();
+        let mut headers = HeaderMap::new();
+        headers.append("x-frame-options", HeaderValue::from_static("ALLOWALL"));
+        headers.append("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
+        headers.insert("server", HeaderValue::from_static("gunicorn"));
+        headers.insert("x-powered-by", HeaderValue::from_static("PHP"));
+        policy.apply(&mut headers);
+        assert_eq!(headers.get_all("x-frame-options").iter().count(), 1);
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert!(headers.get("server").is_none());
+        assert!(headers.get("x-powered-by").is_none());
+        assert_eq!(headers["content-security-policy"], STRICT_CSP);
+    }
+
+    #[test]
+    fn layers_override_and_empty_passes_upstream_through() {
+        let mut builder = HeaderPolicyBuilder::from_preset(Preset::Basic);
+        assert!(builder
+            .build()
+            .sets()
+            .all(|(n, _)| n != "content-security-policy"));
+        builder
+            .set("content-security-policy", "default-src 'none'")
+            .unwrap();
+        builder.set("x-frame-options", "").unwrap();
+        let policy = builder.build();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
+        policy.apply(&mut headers);
+        assert_eq!(headers["x-frame-options"], "SAMEORIGIN");
+        assert_eq!(headers["content-security-policy"], "default-src 'none'");
+        assert!(builder.set("bad name", "x").is_err());
+        assert!(builder.set("x-ok", "bad\r\nvalue").is_err());
+    }
+
+    #[test]
+    fn off_sets_nothing() {
+        let policy = HeaderPolicyBuilder::from_preset(Preset::Off).build();
+        let mut headers = HeaderMap::new();
+        headers.insert("server", HeaderValue::from_static("x"));
+        policy.apply(&mut headers);
+        assert_eq!(headers.len(), 1);
+    }
+}

@@ -1,0 +1,5 @@
+//! Per-route policies applied on the request path: IP rules before anything else is done for
+//! the client, security headers on every response.
+
+pub mod access;
+pub mod headers;

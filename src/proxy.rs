@@ -1,0 +1,345 @@
+//! The request pipeline of the https listener. [`handle`] shows every stage in order, outer to
+//! inner; each stage says why it sits where it does.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, Version};
+use hyper::body::Incoming;
+
+use crate::actions::{redirect_response, RedirectInput};
+use crate::body::ResponseBody;
+use crate::client_ip::{client_ip, is_trusted};
+use crate::errors::ProxyError;
+use crate::listener::io::InFlight;
+use crate::path;
+use crate::policy::headers::HeaderPolicy;
+use crate::router::Lookup;
+use crate::snapshot::{Action, Route, Snapshot};
+use crate::upstream::forward::{forward, ForwardContext, X_REQUEST_ID};
+use crate::Shared;
+
+/// What the pipeline knows about the connection a request came on.
+#[derive(Debug)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    /// The TLS server name the client asked for, if any.
+    pub sni: Option<String>,
+    pub in_flight: Arc<InFlight>,
+}
+
+/// hyper's service entry point: never fails, every outcome is a response.
+pub async fn serve(
+    request: Request<Incoming>,
+    connection: Arc<Connection>,
+    shared: Shared,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let _in_flight = connection.in_flight.begin();
+    // One snapshot per request: a reload mid-connection applies from the next request on.
+    let snapshot = shared.load_full();
+    Ok(handle(request, &connection, &snapshot).await)
+}
+
+pub async fn handle(
+    request: Request<Incoming>,
+    connection: &Connection,
+    snapshot: &Snapshot,
+) -> Response<ResponseBody> {
+    // 1. The request id comes first so that every response, errors included, carries it.
+    let request_id = request_id(request.headers());
+
+    let (result, headers) = route_and_act(request, connection, snapshot, &request_id).await;
+    let mut response = result.unwrap_or_else(|err| {
+        tracing::debug!(request_id = ?request_id, error = %err, "request refused");
+        err.into_response()
+    });
+
+    // Last: security headers, on every response, replacing whatever the upstream sent.
+    headers.apply(response.headers_mut());
+    response.headers_mut().insert(&X_REQUEST_ID, request_id);
+    response
+}
+
+async fn route_and_act<'s>(
+    request: Request<Incoming>,
+    connection: &Connection,
+    snapshot: &'s Snapshot,
+    request_id: &HeaderValue,
+) -> (Result<Response<ResponseBody>, ProxyError>, &'s HeaderPolicy) {
+    let defaults = &snapshot.default_headers;
+
+    // 2. Framing and request-target checks, before anything reads the request: what could be
+    //    read two ways by two parsers is refused here.
+    if let Err(err) = check_request(&request, snapshot.client.max_header_bytes) {
+        return (Err(err), defaults);
+    }
+
+    // 3. The host the client addressed, validated: it selects routes and is echoed upstream.
+    let host = match request_host(&request) {
+        Ok(host) => host,
+        Err(err) => return (Err(err), defaults),
+    };
+
+    // 4. A connection opened for one certificate's names must not be used for another's
+    //    (HTTP/2 connection reuse, SNI/Host mismatch): 421 makes the client reconnect.
+    if let Some(sni) = connection.sni.as_deref() {
+        if snapshot.tls.cert_for(Some(sni)) != snapshot.tls.cert_for(Some(&host.name)) {
+            return (Err(ProxyError::MisdirectedRequest), defaults);
+        }
+    }
+
+    // 5. Route on the normalized path so encodings and dot-segments cannot dodge a route's rules.
+    let normalized = match path::normalize(request.uri().path()) {
+        Ok(normalized) => normalized,
+        Err(_) => return (Err(ProxyError::BadRequest("invalid path")), defaults),
+    };
+    let route = match snapshot
+        .router
+        .lookup(&host.name, &normalized, request.method())
+    {
+        Lookup::Found(route) => route,
+        Lookup::MethodNotAllowed(allow) => {
+            return (Err(ProxyError::MethodNotAllowed { allow }), defaults)
+        }
+        Lookup::NotFound => return (Err(ProxyError::NotFound), defaults),
+    };
+    // From here on, responses carry the route's own header policy.
+    let result = act(
+        request,
+        connection,
+        snapshot,
+        route,
+        &host,
+        &normalized,
+        request_id,
+    )
+    .await;
+    (result, &route.headers)
+}
+
+async fn act(
+    request: Request<Incoming>,
+    connection: &Connection,
+    snapshot: &Snapshot,
+    route: &Route,
+    host: &RequestHost,
+    normalized_path: &str,
+    request_id: &HeaderValue,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let peer = connection.peer.ip();
+    let trusted = &snapshot.client.trusted_proxies;
+    let client = client_ip(peer, request.headers(), trusted);
+
+    // 6. IP rules before any other work is done for a client that is not allowed here.
+    if !route.ip_rules.is_empty() && !route.ip_rules.permits(client) {
+        return Err(ProxyError::Forbidden);
+    }
+
+    // 7. A declared body over the limit is refused before any upstream connection is made.
+    if declared_length(request.headers()).is_some_and(|len| len > route.max_body) {
+        return Err(ProxyError::PayloadTooLarge);
+    }
+
+    // 8. The route's action.
+    match &route.action {
+        Action::Proxy(upstream) => {
+            let ctx = ForwardContext {
+                request_id,
+                peer,
+                peer_trusted: is_trusted(peer, trusted),
+                client_ip: client,
+                host: &host.value,
+                max_body: route.max_body,
+            };
+            forward(upstream, request, &ctx).await
+        }
+        Action::Redirect { to, status } => {
+            let rest = normalized_path
+                .strip_prefix(route.prefix.as_str())
+                .unwrap_or("");
+            let input = RedirectInput {
+                host: &host.name,
+                path: normalized_path,
+                rest,
+                query: request.uri().query(),
+            };
+            let location = to
+                .render(&input)
+                .ok_or(ProxyError::BadRequest("redirect target not representable"))?;
+            Ok(redirect_response(*status, location))
+        }
+        Action::Respond(respond) => Ok(respond.response()),
+    }
+}
+
+/// Request-smuggling and request-target checks (RFC 9112 §3.2, §6.3).
+fn check_request<B>(request: &Request<B>, max_header_bytes: usize) -> Result<(), ProxyError> {
+    let headers = request.headers();
+    if request.method() == Method::CONNECT {
+        return Err(ProxyError::BadRequest("CONNECT is not proxied"));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(ProxyError::BadRequest(
+            "Content-Length with Transfer-Encoding",
+        ));
+    }
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        if lengths.next().is_some() || parse_length(first).is_none() {
+            return Err(ProxyError::BadRequest(
+                "repeated or malformed Content-Length",
+            ));
+        }
+    }
+    if headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(ProxyError::BadRequest("repeated Host"));
+    }
+    if header_bytes(request) > max_header_bytes {
+        return Err(ProxyError::HeadersTooLarge);
+    }
+    Ok(())
+}
+
+/// Request line + header section, as counted against `client.max_header_bytes`.
+fn header_bytes<B>(request: &Request<B>) -> usize {
+    let uri = request.uri();
+    let target = uri.path_and_query().map_or(1, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    let line = request.method().as_str().len() + target + 12;
+    request.headers().iter().fold(line, |sum, (name, value)| {
+        sum + name.as_str().len() + value.len() + 4
+    })
+}
+
+fn parse_length(value: &HeaderValue) -> Option<u64> {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 19 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(parse_length)
+}
+
+/// The host a request is for.
+pub struct RequestHost {
+    /// Lowercase, without port: what routes and certificates match on.
+    pub name: String,
+    /// As the client sent it (with port): forwarded as Host and X-Forwarded-Host.
+    pub value: HeaderValue,
+}
+
+fn request_host<B>(request: &Request<B>) -> Result<RequestHost, ProxyError> {
+    let header_host = request.headers().get(header::HOST);
+    let uri_host = request.uri().authority();
+    let value = match (uri_host, header_host) {
+        (Some(authority), Some(host)) => {
+            // Absolute-form (RFC 9112 §3.2.2): the target's authority wins over Host, so the two
+            // must agree or an upstream reading Host would see another site than we routed.
+            if request.version() < Version::HTTP_2
+                && !authority
+                    .as_str()
+                    .eq_ignore_ascii_case(host.to_str().unwrap_or(""))
+            {
+                return Err(ProxyError::BadRequest(
+                    "absolute-form target for another host",
+                ));
+            }
+            HeaderValue::from_str(authority.as_str())
+                .map_err(|_| ProxyError::BadRequest("invalid host"))?
+        }
+        (Some(authority), None) => HeaderValue::from_str(authority.as_str())
+            .map_err(|_| ProxyError::BadRequest("invalid host"))?,
+        (None, Some(host)) => host.clone(),
+        (None, None) => return Err(ProxyError::BadRequest("missing Host")),
+    };
+    let name = host_name(&value).ok_or(ProxyError::BadRequest("invalid Host"))?;
+    Ok(RequestHost { name, value })
+}
+
+/// `example.com:8443` → `example.com`; `[::1]:8443` → `[::1]`. `None` unless the value is a
+/// plausible host (letters, digits, `-`, `.`, `_`, or a bracketed IPv6 address) and port.
+pub fn host_name(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let inside = &rest[..end];
+        inside.parse::<std::net::Ipv6Addr>().ok()?;
+        (&text[..end + 2], &rest[end + 1..])
+    } else {
+        match text.split_once(':') {
+            Some((host, _)) => (host, &text[host.len()..]),
+            None => (text, ""),
+        }
+    };
+    if !port.is_empty() {
+        let digits = port.strip_prefix(':')?;
+        if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
+    if host.is_empty()
+        || host.len() > 253
+        || !(host.starts_with('[')
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
+    {
+        return None;
+    }
+    Some(host.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// The client's X-Request-Id when it is a sane token (1–128 of `[A-Za-z0-9._-]`), else a new one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get(&X_REQUEST_ID) {
+        let bytes = id.as_bytes();
+        if !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return id.clone();
+        }
+    }
+    let mut buffer = [0u8; 32];
+    let id = uuid::Uuid::new_v4().simple().encode_lower(&mut buffer);
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        let h = |s: &'static str| host_name(&HeaderValue::from_static(s));
+        assert_eq!(h("Example.COM:8443").as_deref(), Some("example.com"));
+        assert_eq!(h("example.com.").as_deref(), Some("example.com"));
+        assert_eq!(h("[::1]:8443").as_deref(), Some("[::1]"));
+        assert_eq!(h("127.0.0.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(h("evil.com/x"), None);
+        assert_eq!(h("a:b"), None);
+        assert_eq!(h(":80"), None);
+        assert_eq!(h("a b"), None);
+        assert_eq!(h("[zz]"), None);
+    }
+
+    #[test]
+    fn request_ids_are_kept_only_when_sane() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123.x_y"));
+        assert_eq!(request_id(&headers), "abc-123.x_y");
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("bad id<script>"));
+        let generated = request_id(&headers);
+        assert_eq!(generated.len(), 32);
+        assert!(generated.as_bytes().iter().all(|b| b.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,72 @@
+//! The compiled, immutable runtime configuration. Everything a request needs is reached from
+//! one `Arc<Snapshot>`, so a reload is one atomic swap (see [`crate::Shared`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use ipnet::IpNet;
+
+use crate::actions::{RedirectTemplate, Respond};
+use crate::listener::tls::TlsSettings;
+use crate::policy::access::IpRules;
+use crate::policy::headers::HeaderPolicy;
+use crate::router::Router;
+use crate::upstream::Upstream;
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub listen: Listen,
+    pub tls: TlsSettings,
+    pub client: ClientLimits,
+    pub router: Router<Route>,
+    /// `[headers]`: used for responses made before a route is known (400, 404, 421, 431…).
+    pub default_headers: HeaderPolicy,
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// The config file and every certificate and key it names (what a reload watches).
+    pub files: Vec<PathBuf>,
+    /// Config sections accepted but not implemented in this version (logged at start).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub https: SocketAddr,
+    pub http: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub http_redirect_status: StatusCode,
+    pub https_port_public: u16,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_body: u64,
+    pub max_header_bytes: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    /// The path prefix it matched on (normalized form), for `{rest}`.
+    pub prefix: String,
+    pub action: Action,
+    pub headers: HeaderPolicy,
+    pub ip_rules: IpRules,
+    pub max_body: u64,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Proxy(Arc<Upstream>),
+    Redirect {
+        to: RedirectTemplate,
+        status: StatusCode,
+    },
+    Respond(Respond),
+}

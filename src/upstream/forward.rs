@@ -1,0 +1,363 @@
+//! Forwarding one request to an upstream: rewriting the request (forwarding headers, hop-by-hop
+//! removal), sending with timeout and retry, cleaning the response, and WebSocket tunnels.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::capture_connection;
+use hyper_util::rt::TokioIo;
+
+use crate::body::{is_body_too_large, RequestBody, ResponseBody};
+use crate::errors::ProxyError;
+use crate::upstream::Upstream;
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTPS: HeaderValue = HeaderValue::from_static("https");
+
+/// RFC 9110 §7.6.1 (and the RFC 2616 §13.5.1 list that clients still send): headers that
+/// describe one connection and must not be forwarded. Proxy credentials are for us, not the app.
+static HOP_BY_HOP: [&HeaderName; 9] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+    &header::PROXY_AUTHORIZATION,
+    &header::PROXY_AUTHENTICATE,
+];
+
+/// Removes hop-by-hop headers and every header named in `Connection` (RFC 9110 §7.6.1).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// `Connection: upgrade` + `Upgrade: websocket` on HTTP/1.1 (RFC 6455 §4.1).
+pub fn is_websocket_upgrade(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && headers
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Who is asking, as the forwarding headers will tell the upstream.
+pub struct ForwardContext<'a> {
+    pub request_id: &'a HeaderValue,
+    pub peer: IpAddr,
+    /// The peer is in `trusted_proxies`: its X-Forwarded-For and Forwarded are kept.
+    pub peer_trusted: bool,
+    pub client_ip: IpAddr,
+    /// The host as the client addressed it (with port, if it sent one).
+    pub host: &'a HeaderValue,
+    pub max_body: u64,
+}
+
+/// Sets the forwarding headers on a request about to go upstream. Whatever an untrusted client
+/// sent in these headers is replaced, never believed.
+pub fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
+    let peer = ip_header_value(ctx.peer);
+    let forwarded_for = if ctx.peer_trusted && headers.contains_key(&X_FORWARDED_FOR) {
+        let mut chain = String::new();
+        for value in headers.get_all(&X_FORWARDED_FOR) {
+            if let Ok(text) = value.to_str() {
+                chain.push_str(text.trim());
+                chain.push_str(", ");
+            }
+        }
+        chain.push_str(&ctx.peer.to_string());
+        HeaderValue::from_str(&chain).unwrap_or(peer.clone())
+    } else {
+        peer
+    };
+    if !ctx.peer_trusted {
+        headers.remove(&FORWARDED);
+    }
+    headers.insert(&X_FORWARDED_FOR, forwarded_for);
+    headers.insert(&X_FORWARDED_PROTO, HTTPS.clone());
+    headers.insert(&X_FORWARDED_HOST, ctx.host.clone());
+    headers.insert(&X_REAL_IP, ip_header_value(ctx.client_ip));
+    headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
+    // The app sees the host the client asked for (Django's ALLOWED_HOSTS), not our upstream address.
+    headers.insert(header::HOST, ctx.host.clone());
+}
+
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    // An IP address's text form is always a valid header value.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Forwards `request` to `upstream` and returns the upstream's response, cleaned.
+pub async fn forward(
+    upstream: &Upstream,
+    mut request: Request<Incoming>,
+    ctx: &ForwardContext<'_>,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let websocket = is_websocket_upgrade(request.version(), request.headers());
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+    let (parts, body) = request.into_parts();
+
+    let mut headers = parts.headers;
+    let upgrade_protocol = if websocket {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    strip_hop_by_hop(&mut headers);
+    // We answer `Expect: 100-continue` ourselves (hyper does when the body is first read).
+    headers.remove(header::EXPECT);
+    set_forwarding_headers(&mut headers, ctx);
+    if let Some(protocol) = upgrade_protocol {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+
+    let has_body = !http_body::Body::is_end_stream(&body);
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+
+    // Retry only what cannot have reached the app: a connect failure of a bodiless idempotent
+    // request, on another server.
+    let retry = !has_body
+        && is_idempotent(&parts.method)
+        && upstream.settings.retries > 0
+        && upstream.server_count() > 1;
+    let attempts = if retry {
+        1 + (upstream.settings.retries as usize).min(upstream.server_count() - 1)
+    } else {
+        1
+    };
+    let spare_headers = retry.then(|| headers.clone());
+    let mut body = Some(if has_body {
+        RequestBody::new(body, ctx.max_body)
+    } else {
+        RequestBody::empty()
+    });
+    let mut headers = Some(headers);
+
+    let first = upstream.first_pick();
+    let mut attempt = 0;
+    let (response, captured, server_label) = loop {
+        let server = upstream.server(first, attempt);
+        let uri = server
+            .uri_for(&path_and_query)
+            .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
+        let mut upstream_request = Request::new(body.take().unwrap_or_else(RequestBody::empty));
+        *upstream_request.method_mut() = parts.method.clone();
+        *upstream_request.uri_mut() = uri;
+        *upstream_request.version_mut() = Version::HTTP_11;
+        *upstream_request.headers_mut() = match headers.take() {
+            Some(headers) => headers,
+            None => spare_headers.clone().unwrap_or_default(),
+        };
+        let captured = capture_connection(&mut upstream_request);
+
+        let sent = tokio::time::timeout(
+            upstream.settings.response_timeout,
+            server.send(upstream_request),
+        )
+        .await;
+        match sent {
+            Ok(Ok(response)) => break (response, captured, &server.label),
+            Err(_elapsed) => {
+                tracing::warn!(upstream = %upstream.name, server = %server.label, "upstream response timeout");
+                return Err(ProxyError::UpstreamTimeout {
+                    upstream: upstream.name.clone(),
+                });
+            }
+            Ok(Err(err)) => {
+                if is_body_too_large(&err) {
+                    return Err(ProxyError::PayloadTooLarge);
+                }
+                let detail = error_chain(&err);
+                if err.is_connect() && attempt + 1 < attempts {
+                    tracing::warn!(upstream = %upstream.name, server = %server.label, error = %detail, "connect failed, retrying on the next server");
+                    attempt += 1;
+                    continue;
+                }
+                tracing::warn!(upstream = %upstream.name, server = %server.label, error = %detail, "upstream request failed");
+                return Err(if err.is_connect() {
+                    ProxyError::UpstreamConnect {
+                        upstream: upstream.name.clone(),
+                        detail,
+                    }
+                } else {
+                    ProxyError::UpstreamProtocol {
+                        upstream: upstream.name.clone(),
+                        detail,
+                    }
+                });
+            }
+        }
+    };
+
+    let (mut parts, body) = response.into_parts();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            return Ok(tunnel(parts, body, client_upgrade));
+        }
+        // A 101 we did not ask for cannot be honoured.
+        return Err(ProxyError::UpstreamProtocol {
+            upstream: upstream.name.clone(),
+            detail: "unsolicited 101".into(),
+        });
+    }
+    // Both framings at once (RFC 9112 §6.3): the body was read as chunked; drop the length and
+    // never reuse a connection that spoke like this.
+    if parts.headers.contains_key(header::TRANSFER_ENCODING)
+        && parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        tracing::warn!(upstream = %upstream.name, server = %server_label, "upstream sent Content-Length with Transfer-Encoding; connection not reused");
+        parts.headers.remove(header::CONTENT_LENGTH);
+        if let Some(connection) = captured.connection_metadata().as_ref() {
+            connection.poison();
+        }
+    }
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, ResponseBody::from(body)))
+}
+
+/// Answers the client's upgrade with the upstream's 101 and splices the two connections.
+fn tunnel(
+    mut parts: http::response::Parts,
+    body: Incoming,
+    client_upgrade: hyper::upgrade::OnUpgrade,
+) -> Response<ResponseBody> {
+    let protocol = parts.headers.get(header::UPGRADE).cloned();
+    let upstream_response = Response::from_parts(parts.clone(), body);
+    let upstream_upgrade = hyper::upgrade::on(upstream_response);
+    tokio::spawn(async move {
+        let (client, upstream) = tokio::join!(client_upgrade, upstream_upgrade);
+        match (client, upstream) {
+            (Ok(client), Ok(upstream)) => {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(error = %err, "upgraded connection ended");
+                }
+            }
+            (client, upstream) => {
+                tracing::debug!(
+                    client_ok = client.is_ok(),
+                    upstream_ok = upstream.is_ok(),
+                    "upgrade failed"
+                );
+            }
+        }
+    });
+    strip_hop_by_hop(&mut parts.headers);
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Some(protocol) = protocol {
+        parts.headers.insert(header::UPGRADE, protocol);
+    }
+    Response::from_parts(parts, ResponseBody::empty())
+}
+
+/// The whole error chain as one log line (never shown to clients).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_listed_names() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Secret"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_are_replaced() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+        headers.insert(&X_REAL_IP, HeaderValue::from_static("6.6.6.6"));
+        headers.insert(&FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
+        let id = HeaderValue::from_static("abc");
+        let host = HeaderValue::from_static("example.com");
+        let ctx = ForwardContext {
+            request_id: &id,
+            peer: "10.0.0.1".parse().unwrap(),
+            peer_trusted: false,
+            client_ip: "10.0.0.1".parse().unwrap(),
+            host: &host,
+            max_body: 0,
+        };
+        set_forwarding_headers(&mut headers, &ctx);
+        assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1");
+        assert_eq!(headers[&X_REAL_IP], "10.0.0.1");
+        assert!(!headers.contains_key(&FORWARDED));
+
+        let mut headers = HeaderMap::new();
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
+        let ctx = ForwardContext {
+            peer_trusted: true,
+            client_ip: "2.2.2.2".parse().unwrap(),
+            ..ctx
+        };
+        set_forwarding_headers(&mut headers, &ctx);
+        assert_eq!(headers[&X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2, 10.0.0.1");
+        assert_eq!(headers[&X_REAL_IP], "2.2.2.2");
+    }
+}
