@@ -309,6 +309,11 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
             return id.clone();
         }
     }
+    new_request_id()
+}
+
+/// 32 lowercase hex digits (a random UUID).
+pub fn new_request_id() -> HeaderValue {
     let mut buffer = [0u8; 32];
     let id = uuid::Uuid::new_v4().simple().encode_lower(&mut buffer);
     HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))

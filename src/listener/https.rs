@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::listener::io::{IdleIo, InFlight};
+use crate::listener::io::{IdleIo, InFlight, ParseErrorHeads};
 use crate::proxy::{self, Connection};
 use crate::snapshot::ClientLimits;
 use crate::Shared;
@@ -91,15 +91,21 @@ pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Rec
                 sni,
                 in_flight: in_flight.clone(),
             });
-            let io = TokioIo::new(IdleIo::new(tls, limits.idle_timeout, in_flight));
-            let service = service_fn(move |request| {
-                proxy::serve(request, connection.clone(), shared.clone())
-            });
+            let io = IdleIo::new(tls, limits.idle_timeout, in_flight);
             let builder = connection_builder(&limits, h2);
-            let conn = builder
-                .serve_connection_with_upgrades(io, service)
-                .into_owned();
-            if let Err(err) = watcher.watch(conn).await {
+            let service_shared = shared.clone();
+            let service = service_fn(move |request| {
+                proxy::serve(request, connection.clone(), service_shared.clone())
+            });
+            let result = if h2 {
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                watcher.watch(conn.into_owned()).await
+            } else {
+                let io = TokioIo::new(ParseErrorHeads::new(io, shared));
+                let conn = builder.serve_connection_with_upgrades(io, service);
+                watcher.watch(conn.into_owned()).await
+            };
+            if let Err(err) = result {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
         });
