@@ -128,7 +128,7 @@ impl Body for RequestBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(Box::new(err)))),
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(Box::new(ClientBodyError(err))))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -145,11 +145,18 @@ impl Body for RequestBody {
     }
 }
 
-/// True when the error chain of a failed upstream exchange contains [`BodyTooLarge`].
-pub fn is_body_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+/// Reading the client's body failed (malformed chunks, a body shorter than its length, an
+/// abort): the client's fault, not the upstream's.
+#[derive(Debug, thiserror::Error)]
+#[error("client request body: {0}")]
+pub struct ClientBodyError(#[source] hyper::Error);
+
+/// True when the error chain of a failed upstream exchange contains an `E`
+/// ([`BodyTooLarge`], [`ClientBodyError`]).
+pub fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = current {
-        if e.downcast_ref::<BodyTooLarge>().is_some() {
+        if e.downcast_ref::<E>().is_some() {
             return true;
         }
         current = e.source();

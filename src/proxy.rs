@@ -254,6 +254,10 @@ fn request_host<B>(request: &Request<B>) -> Result<RequestHost, ProxyError> {
             HeaderValue::from_str(authority.as_str())
                 .map_err(|_| ProxyError::BadRequest("invalid host"))?
         }
+        // HTTP/1.1 requires Host even with an absolute-form target (RFC 9112 §3.2).
+        (Some(_), None) if request.version() == Version::HTTP_11 => {
+            return Err(ProxyError::BadRequest("missing Host"))
+        }
         (Some(authority), None) => HeaderValue::from_str(authority.as_str())
             .map_err(|_| ProxyError::BadRequest("invalid host"))?,
         (None, Some(host)) => host.clone(),

@@ -237,7 +237,7 @@ async fn ten_mib_upload_and_download_over_h1_and_h2() {
             .unwrap();
         assert_eq!(resp.version(), version);
         assert_eq!(resp.status(), 200);
-        let echo: serde_json::Value = resp.json().await.unwrap();
+        let echo: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
         assert_eq!(echo["body_len"], size, "{version:?}");
         let got = up.last();
         assert!(got.body_complete);
@@ -262,13 +262,13 @@ async fn a_streamed_response_arrives_before_the_upstream_finishes() {
 
     for client in [proxy.client_h1(), proxy.client_h2()] {
         let started = Instant::now();
-        let mut resp = client.get(proxy.url("/stream/3/600")).send().await.unwrap();
+        let mut resp = client.get(proxy.url("/stream/3/700")).send().await.unwrap();
         assert_eq!(resp.status(), 200);
         let first = resp.chunk().await.unwrap().expect("a first chunk");
         let first_at = started.elapsed();
         assert_eq!(&first[..], b"chunk-0\n");
         assert!(
-            first_at < Duration::from_millis(500),
+            first_at < Duration::from_millis(600),
             "first chunk after {first_at:?}: the response was buffered"
         );
         let mut rest = Vec::new();
@@ -276,7 +276,7 @@ async fn a_streamed_response_arrives_before_the_upstream_finishes() {
             rest.extend_from_slice(&chunk);
         }
         assert_eq!(rest, b"chunk-1\nchunk-2\n");
-        assert!(started.elapsed() >= Duration::from_millis(1100));
+        assert!(started.elapsed() >= Duration::from_millis(1300));
     }
 }
 

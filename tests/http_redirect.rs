@@ -151,12 +151,18 @@ async fn missing_or_invalid_host_is_400() {
         assert_eq!(resp.status, 400, "Host {host:?}");
         assert_eq!(resp.header("location"), None, "Host {host:?}");
     }
+}
 
-    // Two different Host headers
+/// RFC 9112 §3.2: more than one Host is a 400, on the plain listener as on the TLS one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_host_headers_are_400() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::simple(&up, "").await;
     let resp = one_response(
         &proxy
             .raw_http(b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n")
             .await,
     );
     assert_eq!(resp.status, 400, "two Host headers");
+    assert_eq!(resp.header("location"), None, "two Host headers");
 }

@@ -213,44 +213,51 @@ fn tls_settings(
 
     let cert = tls.cert.get_ref();
     let key = tls.key.get_ref();
+    let mut in_memory = None;
     if tls.self_signed_if_missing && !cert.exists() && !key.exists() {
+        let hosts = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
         match missing_cert {
-            MissingCert::Generate => {
-                let hosts = vec![
-                    "localhost".to_string(),
-                    "127.0.0.1".to_string(),
-                    "::1".to_string(),
-                ];
-                match crate::certgen::write_self_signed(&hosts, cert, key) {
-                    Ok(_) => tracing::warn!(
-                        cert = %cert.display(),
-                        key = %key.display(),
-                        "GENERATED A SELF-SIGNED DEVELOPMENT CERTIFICATE (tls.self_signed_if_missing = true): browsers will not trust it; configure a real certificate for production"
-                    ),
-                    Err(err) => {
-                        v.at(
-                            &tls.cert,
-                            "tls.cert",
-                            format!(
-                                "missing, and generating a development certificate failed: {err}"
-                            ),
-                        );
-                        return None;
-                    }
+            MissingCert::Generate => match crate::certgen::write_self_signed(&hosts, cert, key) {
+                Ok(_) => tracing::warn!(
+                    cert = %cert.display(),
+                    key = %key.display(),
+                    "GENERATED A SELF-SIGNED DEVELOPMENT CERTIFICATE (tls.self_signed_if_missing = true): browsers will not trust it; configure a real certificate for production"
+                ),
+                Err(err) => {
+                    v.at(
+                        &tls.cert,
+                        "tls.cert",
+                        format!("missing, and generating a development certificate failed: {err}"),
+                    );
+                    return None;
                 }
-            }
+            },
             MissingCert::Warn => {
                 v.warnings.push(format!(
                     "tls.cert: {} does not exist; `rampart run` will generate a self-signed development certificate",
                     cert.display()
                 ));
-                return None;
+                // Check everything else against a certificate that is never written.
+                match crate::certgen::generate(&hosts) {
+                    Ok(generated) => in_memory = Some(generated),
+                    Err(err) => {
+                        v.at(&tls.cert, "tls.cert", err.to_string());
+                        return None;
+                    }
+                }
             }
         }
     }
 
     let mut ok = true;
     for (path, spanned, key_name) in [(cert, &tls.cert, "tls.cert"), (key, &tls.key, "tls.key")] {
+        if in_memory.is_some() {
+            break;
+        }
         if let Err(err) = std::fs::metadata(path) {
             v.at(
                 spanned,
@@ -309,12 +316,16 @@ fn tls_settings(
             hosts: &c.get_ref().hosts,
             cert: c.get_ref().cert.get_ref(),
             key: c.get_ref().key.get_ref(),
+            inline_pem: None,
         })
         .collect();
     let default = CertSource {
         hosts: &[],
         cert,
         key,
+        inline_pem: in_memory
+            .as_ref()
+            .map(|g| (g.cert_pem.as_bytes(), g.key_pem.as_bytes())),
     };
     match tls::build(default, &extras, min_tls13) {
         Ok(settings) => {

@@ -59,6 +59,16 @@ pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Rec
 /// `https://{host}[:https_port_public]{path}?{query}` with `http_redirect_status`.
 fn redirect(request: &Request<Incoming>, shared: &Shared) -> Response<ResponseBody> {
     let snapshot = shared.load();
+    // Two Host headers: which one a later hop believes is anyone's guess (RFC 9112 §3.2).
+    if request
+        .headers()
+        .get_all(header::HOST)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return plain_response(StatusCode::BAD_REQUEST);
+    }
     let host = request.headers().get(header::HOST).cloned().or_else(|| {
         request
             .uri()

@@ -29,6 +29,9 @@ pub struct CertSource<'a> {
     pub hosts: &'a [String],
     pub cert: &'a Path,
     pub key: &'a Path,
+    /// PEM texts to use instead of reading `cert` and `key` (`rampart check` with a
+    /// development certificate that does not exist yet).
+    pub inline_pem: Option<(&'a [u8], &'a [u8])>,
 }
 
 /// The compiled TLS side of a snapshot.
@@ -127,15 +130,22 @@ fn load_certified_key(
         path: source.key.display().to_string(),
         reason,
     };
-    let chain = CertificateDer::pem_file_iter(source.cert)
-        .map_err(|e| cert_err(pem_reason(e)))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| cert_err(pem_reason(e)))?;
+    let chain = match source.inline_pem {
+        Some((cert, _)) => CertificateDer::pem_slice_iter(cert).collect::<Result<Vec<_>, _>>(),
+        None => CertificateDer::pem_file_iter(source.cert)
+            .map_err(|e| cert_err(pem_reason(e)))?
+            .collect::<Result<Vec<_>, _>>(),
+    }
+    .map_err(|e| cert_err(pem_reason(e)))?;
     if chain.is_empty() {
         return Err(cert_err("no CERTIFICATE block in the file".into()));
     }
     // PKCS#8, PKCS#1 and SEC1 keys are all recognised by their PEM label.
-    let key = PrivateKeyDer::from_pem_file(source.key).map_err(|e| key_err(pem_reason(e)))?;
+    let key = match source.inline_pem {
+        Some((_, key)) => PrivateKeyDer::from_pem_slice(key),
+        None => PrivateKeyDer::from_pem_file(source.key),
+    }
+    .map_err(|e| key_err(pem_reason(e)))?;
     let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => {
             key_err("the key does not belong to the certificate".into())

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{is_body_too_large, RequestBody, ResponseBody};
+use crate::body::{caused_by, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody};
 use crate::errors::ProxyError;
 use crate::upstream::Upstream;
 
@@ -206,8 +206,11 @@ pub async fn forward(
                 });
             }
             Ok(Err(err)) => {
-                if is_body_too_large(&err) {
+                if caused_by::<BodyTooLarge>(&err) {
                     return Err(ProxyError::PayloadTooLarge);
+                }
+                if caused_by::<ClientBodyError>(&err) {
+                    return Err(ProxyError::ClientBody(error_chain(&err)));
                 }
                 let detail = error_chain(&err);
                 if err.is_connect() && attempt + 1 < attempts {

@@ -777,9 +777,13 @@ impl TestProxy {
 
     /// A fresh, legitimate request must still work (after an attack).
     pub async fn assert_still_serves(&self) {
+        self.assert_still_serves_at("/still-ok").await
+    }
+
+    pub async fn assert_still_serves_at(&self, path: &str) {
         let resp = self
             .client_h1()
-            .get(self.url("/still-ok"))
+            .get(self.url(path))
             .send()
             .await
             .expect("a fresh request after the attack");
