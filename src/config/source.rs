@@ -27,7 +27,12 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if self.line == 0 {
+            // About the file as a whole (unreadable): no position to give.
+            write!(f, "{}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        }
         if let Some(key) = &self.key {
             write!(f, "{key}: ")?;
         }
@@ -88,6 +93,37 @@ impl Source {
     ) -> ConfigError {
         let (line, column) = self.position(span.start);
         self.error(line, column, non_empty(key), message.into())
+    }
+
+    /// Where a dotted key such as `client.max_header_bytes` is written: the `key =` line inside
+    /// its `[table]`, else the table's header, else the start of the file. For values that
+    /// carry no span of their own (plain types, defaults).
+    pub fn span_of_key(&self, dotted: &str) -> Range<usize> {
+        let (table, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+        let mut current = String::new();
+        let mut table_start = None;
+        let mut offset = 0;
+        for line in self.text.split_inclusive('\n') {
+            let trimmed = line.trim();
+            if let Some(header) = trimmed.strip_prefix('[') {
+                current = header
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .trim()
+                    .to_string();
+                if current == table && table_start.is_none() {
+                    table_start = Some(offset);
+                }
+            } else if current == table {
+                if let Some(after) = trimmed.strip_prefix(key) {
+                    if after.trim_start().starts_with('=') {
+                        let indent = line.len() - line.trim_start().len();
+                        return offset + indent..offset + line.trim_end().len();
+                    }
+                }
+            }
+            offset += line.len();
+        }
+        table_start.map_or(0..0, |start| start..start)
     }
 
     /// An error when only the line is known (column 1). An empty `key` means none.
@@ -707,5 +743,29 @@ z = 0
         assert_eq!(path("w ="), key("arr[1].sub.w"));
         assert_eq!(path("z ="), key("arr[1].list[0].z"));
         assert_eq!(key_path_at("# only a comment\n", 3), None);
+    }
+}
+
+#[cfg(test)]
+mod key_position_tests {
+    use super::*;
+
+    #[test]
+    fn finds_keys_inside_their_table() {
+        let text = "[listen]\nhttps = \"x\"\n\n[client]\n  idle_timeout = \"0s\"\nmax_header_bytes = \"1B\"\n";
+        let source = Source::new("f.toml", text.to_string());
+        let err = source.error_at(
+            source.span_of_key("client.max_header_bytes"),
+            "client.max_header_bytes",
+            "m",
+        );
+        assert_eq!((err.line, err.column), (6, 1));
+        let err = source.error_at(source.span_of_key("client.idle_timeout"), "k", "m");
+        assert_eq!((err.line, err.column), (5, 3));
+        // absent key: the table header; absent table: the file start
+        let err = source.error_at(source.span_of_key("client.header_timeout"), "k", "m");
+        assert_eq!(err.line, 4);
+        let err = source.error_at(source.span_of_key("tls"), "tls", "m");
+        assert_eq!(err.line, 1);
     }
 }

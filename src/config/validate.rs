@@ -45,6 +45,11 @@ impl Validator<'_> {
     /// For keys whose value carries no span (defaults, plain types): the error names the key,
     /// and the line of the enclosing item when known.
     fn near(&mut self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) {
+        let span = if span.is_empty() && span.start == 0 {
+            self.source.span_of_key(key)
+        } else {
+            span
+        };
         let error = self.source.error_at(span, key, message);
         self.errors.push(error);
     }
@@ -471,8 +476,8 @@ fn upstreams(
     for (name, upstream) in upstreams {
         let prefix = format!("upstreams.{name}");
         if upstream.servers.is_empty() {
-            v.at(
-                &upstream.balance,
+            v.near(
+                0..0,
                 &format!("{prefix}.servers"),
                 "list at least one server",
             );
@@ -502,8 +507,8 @@ fn upstreams(
             ));
         }
         if upstream.connect_timeout.0.is_zero() || upstream.response_timeout.0.is_zero() {
-            v.at(
-                &upstream.balance,
+            v.near(
+                0..0,
                 &format!("{prefix}.connect_timeout"),
                 "timeouts must be more than 0s",
             );
