@@ -75,8 +75,7 @@ pub fn validate(
     let upstreams = upstreams(&mut v, &file.upstreams);
     let router = routes(&mut v, &file.routes, &upstreams, &default_builder, &client);
 
-    if let Some(admin) = &file.listen.admin {
-        let _ = admin;
+    if file.listen.admin.is_some() {
         v.warnings.push(
             "listen.admin: the admin listener (/metrics, /healthz, /readyz) is not implemented yet; nothing listens there"
                 .into(),

@@ -150,11 +150,7 @@ pub async fn forward(
     }
 
     let has_body = !http_body::Body::is_end_stream(&body);
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
 
     // Retry only what cannot have reached the app: a connect failure of a bodiless idempotent
     // request, on another server.
@@ -180,7 +176,7 @@ pub async fn forward(
     let (response, captured, server_label) = loop {
         let server = upstream.server(first, attempt);
         let uri = server
-            .uri_for(&path_and_query)
+            .uri_for(path_and_query)
             .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
         let mut upstream_request = Request::new(body.take().unwrap_or_else(RequestBody::empty));
         *upstream_request.method_mut() = parts.method.clone();
