@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
+use crate::policy::ratelimit::Decision;
 
 /// Why the proxy answered a request itself instead of forwarding it.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,8 @@ pub enum ProxyError {
     BadRequest(&'static str),
     #[error("forbidden by the route's IP rules")]
     Forbidden,
+    #[error("CORS preflight refused: origin or method not allowed by the route's cors")]
+    CorsRefused,
     #[error("no route matches")]
     NotFound,
     #[error("method not allowed")]
@@ -26,6 +29,8 @@ pub enum ProxyError {
     HeadersTooLarge,
     #[error("host is not served by the certificate this connection was opened for")]
     MisdirectedRequest,
+    #[error("rate limit of the route exceeded")]
+    RateLimited { decision: Decision },
     #[error("upstream `{upstream}` unreachable: {detail}")]
     UpstreamConnect { upstream: String, detail: String },
     #[error("upstream `{upstream}` failed: {detail}")]
@@ -40,12 +45,13 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
-            ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::Forbidden | ProxyError::CorsRefused => StatusCode::FORBIDDEN,
             ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamProtocol { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -57,6 +63,10 @@ impl ProxyError {
     pub fn into_response(self) -> Response<ResponseBody> {
         let status = self.status();
         let mut response = plain_response(status);
+        // Retry-After and RateLimit-* (draft-ietf-httpapi-ratelimit-headers).
+        if let ProxyError::RateLimited { decision } = &self {
+            decision.write_headers(response.headers_mut());
+        }
         if let ProxyError::MethodNotAllowed { allow } = self {
             response.headers_mut().insert(header::ALLOW, allow);
         }

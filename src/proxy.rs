@@ -15,6 +15,7 @@ use crate::client_ip::{client_ip, is_trusted};
 use crate::errors::ProxyError;
 use crate::listener::io::InFlight;
 use crate::path;
+use crate::policy::cors;
 use crate::policy::headers::HeaderPolicy;
 use crate::router::Lookup;
 use crate::snapshot::{Action, Route, Snapshot};
@@ -95,10 +96,7 @@ async fn route_and_act<'s>(
         Ok(normalized) => normalized,
         Err(_) => return (Err(ProxyError::BadRequest("invalid path")), defaults),
     };
-    let route = match snapshot
-        .router
-        .lookup(&host.name, &normalized, request.method())
-    {
+    let route = match lookup_route(snapshot, &host.name, &normalized, &request) {
         Lookup::Found(route) => route,
         Lookup::MethodNotAllowed(allow) => {
             return (Err(ProxyError::MethodNotAllowed { allow }), defaults)
@@ -137,13 +135,42 @@ async fn act(
         return Err(ProxyError::Forbidden);
     }
 
+    // 6b. A CORS preflight is answered by the proxy and never forwarded: after the IP rules (a
+    //     refused client learns nothing of the route's CORS policy), before the body limit and
+    //     the action (a preflight has no body, and the upstream must not see it).
+    if let Some(policy) = &route.cors {
+        if cors::is_preflight(request.method(), request.headers()) {
+            return policy.preflight(request.headers());
+        }
+    }
+    // The actual request's Origin, kept for CORS on the response (the request moves upstream).
+    let origin = route
+        .cors
+        .as_ref()
+        .and_then(|_| cors::request_origin(request.headers()).cloned());
+
+    // 6c. The rate limit: after the IP rules (a refused client costs nothing, and requests they
+    //     refuse anyway must not use up a quota) and the CORS preflight (answered here at no
+    //     cost; counting it would halve a browser's quota), before the body limit and the action.
+    //     A 429 is the proxy's own error, with Retry-After, RateLimit-* and the security headers.
+    let allowed = match &route.rate_limit {
+        Some(limiter) => {
+            let key = limiter.key(request.headers(), client);
+            match limiter.check(&key).await {
+                decision if decision.is_allowed() => Some(decision),
+                decision => return Err(ProxyError::RateLimited { decision }),
+            }
+        }
+        None => None,
+    };
+
     // 7. A declared body over the limit is refused before any upstream connection is made.
     if declared_length(request.headers()).is_some_and(|len| len > route.max_body) {
         return Err(ProxyError::PayloadTooLarge);
     }
 
     // 8. The route's action.
-    match &route.action {
+    let mut response = match &route.action {
         Action::Proxy(upstream) => {
             let ctx = ForwardContext {
                 request_id,
@@ -153,7 +180,11 @@ async fn act(
                 host: &host.value,
                 max_body: route.max_body,
             };
-            forward(upstream, request, &ctx).await
+            // The app's Set-Cookie headers are hardened ([cookies]); the proxy sets no cookies.
+            forward(upstream, request, &ctx).await.map(|mut response| {
+                snapshot.cookies.apply(response.headers_mut());
+                response
+            })
         }
         Action::Redirect { to, status } => {
             let rest = normalized_path
@@ -171,7 +202,17 @@ async fn act(
             Ok(redirect_response(*status, location))
         }
         Action::Respond(respond) => Ok(respond.response()),
+    }?;
+    // On a route with `cors` the proxy owns CORS: its headers are set (or the upstream's
+    // stripped) on the route's answer. The proxy's own errors carry none.
+    if let Some(policy) = &route.cors {
+        policy.apply(origin.as_ref(), response.headers_mut());
     }
+    // A limited route's answer tells the client its quota, replacing any upstream copy.
+    if let Some(decision) = allowed {
+        decision.write_headers(response.headers_mut());
+    }
+    Ok(response)
 }
 
 /// Request-smuggling and request-target checks (RFC 9112 §3.2, §6.3).
@@ -225,6 +266,26 @@ fn parse_length(value: &HeaderValue) -> Option<u64> {
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH).and_then(parse_length)
+}
+
+/// Host + path + method → route. A CORS preflight is routed as the request it announces, so
+/// the route that will serve that request answers it (a route limited to `methods = ["POST"]`
+/// still answers its preflights); when that route has no `cors`, the `OPTIONS` is routed as
+/// itself and forwarded like any request.
+fn lookup_route<'s, B>(
+    snapshot: &'s Snapshot,
+    host: &str,
+    path: &str,
+    request: &Request<B>,
+) -> Lookup<'s, Route> {
+    if let Some(method) = cors::preflight_method(request.method(), request.headers()) {
+        if let Lookup::Found(route) = snapshot.router.lookup(host, path, &method) {
+            if route.cors.is_some() {
+                return Lookup::Found(route);
+            }
+        }
+    }
+    snapshot.router.lookup(host, path, request.method())
 }
 
 /// The host a request is for.

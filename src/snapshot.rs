@@ -12,7 +12,10 @@ use ipnet::IpNet;
 use crate::actions::{RedirectTemplate, Respond};
 use crate::listener::tls::TlsSettings;
 use crate::policy::access::IpRules;
+use crate::policy::cookies::CookiePolicy;
+use crate::policy::cors::CorsPolicy;
 use crate::policy::headers::HeaderPolicy;
+use crate::policy::ratelimit::RouteLimiter;
 use crate::router::Router;
 use crate::upstream::Upstream;
 
@@ -24,6 +27,8 @@ pub struct Snapshot {
     pub router: Router<Route>,
     /// `[headers]`: used for responses made before a route is known (400, 404, 421, 431…).
     pub default_headers: HeaderPolicy,
+    /// `[cookies]`: hardening of the upstream's Set-Cookie (proxied responses only).
+    pub cookies: CookiePolicy,
     pub upstreams: Vec<Arc<Upstream>>,
     /// The config file and every certificate and key it names (what a reload watches).
     pub files: Vec<PathBuf>,
@@ -59,6 +64,10 @@ pub struct Route {
     pub headers: HeaderPolicy,
     pub ip_rules: IpRules,
     pub max_body: u64,
+    /// `None`: the route leaves CORS to the upstream.
+    pub cors: Option<CorsPolicy>,
+    /// `None`: the route is not rate limited.
+    pub rate_limit: Option<RouteLimiter>,
 }
 
 #[derive(Debug)]

@@ -422,7 +422,8 @@ impl RouteRateLimit {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cors {
-    pub allow_origins: Vec<String>,
+    /// Spanned so that an error names the line of the origin it is about.
+    pub allow_origins: Vec<Spanned<String>>,
     pub allow_methods: Option<Vec<String>>,
     pub allow_headers: Option<Vec<String>>,
     #[serde(default)]

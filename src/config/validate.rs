@@ -16,7 +16,10 @@ use crate::actions::{RedirectTemplate, Respond};
 use crate::listener::tls::{self, CertSource};
 use crate::path;
 use crate::policy::access::IpRules;
+use crate::policy::cookies::CookiePolicy;
+use crate::policy::cors::CorsPolicy;
 use crate::policy::headers::{HeaderPolicyBuilder, Preset, SECURITY_HEADER_KEYS};
+use crate::policy::ratelimit::{LocalStore, RouteLimiter};
 use crate::router::{Entry, HostPattern, Router};
 use crate::snapshot::{Action, ClientLimits, Listen, Route, Snapshot};
 use crate::upstream::{ServerAddr, Upstream, UpstreamSettings};
@@ -71,9 +74,20 @@ pub fn validate(
     let client = client_limits(&mut v, &file.client);
     let tls = tls_settings(&mut v, file.tls.as_ref(), missing_cert);
     let (default_builder, default_headers) = headers(&mut v, &file.headers);
-    rate_limit_store(&mut v, &file.rate_limit);
+    let cookies = CookiePolicy::from_config(&file.cookies).unwrap_or_else(|err| {
+        v.near(0..0, err.key(), err.to_string());
+        CookiePolicy::OFF
+    });
+    let limit_store = rate_limit_store(&mut v, &file.rate_limit);
     let upstreams = upstreams(&mut v, &file.upstreams);
-    let router = routes(&mut v, &file.routes, &upstreams, &default_builder, &client);
+    let router = routes(
+        &mut v,
+        &file.routes,
+        &upstreams,
+        &default_builder,
+        &client,
+        &limit_store,
+    );
 
     if file.listen.admin.is_some() {
         v.warnings.push(
@@ -101,6 +115,7 @@ pub fn validate(
         client,
         router,
         default_headers,
+        cookies,
         upstreams: upstreams.into_values().collect(),
         files,
         warnings: v.warnings,
@@ -437,7 +452,12 @@ fn apply_header_layer(
     }
 }
 
-fn rate_limit_store(v: &mut Validator<'_>, store: &model::RateLimitStore) {
+/// Bounds below which `max_keys` would evict live clients under ordinary traffic, and above
+/// which the store could take gigabytes.
+const MAX_KEYS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=100_000_000;
+
+/// `[rate_limit]`: the one store all the limited routes of the snapshot count in.
+fn rate_limit_store(v: &mut Validator<'_>, store: &model::RateLimitStore) -> Arc<LocalStore> {
     match store.store.get_ref().as_str() {
         "local" => {}
         "redis" => {
@@ -448,6 +468,7 @@ fn rate_limit_store(v: &mut Validator<'_>, store: &model::RateLimitStore) {
                     "store = \"redis\" needs redis_url",
                 );
             }
+            v.warnings.push("rate_limit.store: \"redis\" is not implemented yet; the local in-process store is used (each replica counts its own quota)".into());
         }
         _ => v.at(
             &store.store,
@@ -464,6 +485,43 @@ fn rate_limit_store(v: &mut Validator<'_>, store: &model::RateLimitStore) {
             "rate_limit.on_store_error",
             "expected \"local\", \"allow\" or \"deny\"",
         );
+    }
+    if !MAX_KEYS_RANGE.contains(&store.max_keys) {
+        v.near(
+            0..0,
+            "rate_limit.max_keys",
+            "must be between 1000 and 100000000 (the local store's memory bound, about 100 bytes a key)",
+        );
+    }
+    let max_keys = store
+        .max_keys
+        .clamp(*MAX_KEYS_RANGE.start(), *MAX_KEYS_RANGE.end());
+    Arc::new(LocalStore::new(
+        usize::try_from(max_keys).unwrap_or(usize::MAX),
+        Default::default(),
+    ))
+}
+
+/// A route's `rate_limit`, counted in the snapshot's store under the route's index.
+fn route_rate_limit(
+    v: &mut Validator<'_>,
+    limit: &model::RouteRateLimit,
+    index: usize,
+    span: std::ops::Range<usize>,
+    prefix: &str,
+    store: &Arc<LocalStore>,
+) -> Option<RouteLimiter> {
+    let route = u32::try_from(index).unwrap_or(u32::MAX);
+    match RouteLimiter::new(limit, route, store) {
+        Ok(limiter) => Some(limiter),
+        Err(err) => {
+            let key = format!("{prefix}.rate_limit.{}", err.key);
+            match (&limit.key, err.key) {
+                (Some(written), "key") => v.at(written, &key, err.message),
+                _ => v.near(span, &key, err.message),
+            }
+            None
+        }
     }
 }
 
@@ -533,6 +591,7 @@ fn routes(
     upstreams: &BTreeMap<String, Arc<Upstream>>,
     default_headers: &HeaderPolicyBuilder,
     client: &ClientLimits,
+    limit_store: &Arc<LocalStore>,
 ) -> Router<Route> {
     let mut entries = Vec::new();
     let mut names = HashSet::new();
@@ -588,16 +647,13 @@ fn routes(
         });
 
         // Features of later versions: refused rather than silently not enforced.
-        if route.rate_limit.is_some() {
-            v.near(span.clone(), &format!("{prefix}.rate_limit"), "rate limits are not implemented in this version; remove the key (it would not be enforced)");
-        }
-        if route.cors.is_some() {
-            v.near(
-                span.clone(),
-                &format!("{prefix}.cors"),
-                "CORS is not implemented in this version; remove the key",
-            );
-        }
+        let rate_limit = route.rate_limit.as_ref().and_then(|limit| {
+            route_rate_limit(v, limit, index, span.clone(), &prefix, limit_store)
+        });
+        let cors = route
+            .cors
+            .as_ref()
+            .and_then(|cors| route_cors(v, cors, span.clone(), &prefix));
         if route.compress == Some(true) {
             v.warnings.push(format!("{prefix}.compress: response compression is not implemented yet; responses pass as the upstream sent them"));
         }
@@ -635,6 +691,8 @@ fn routes(
             headers: builder.build(),
             ip_rules,
             max_body: route.max_body.map_or(client.max_body, |b| b.0),
+            cors,
+            rate_limit,
         });
         for host in hosts {
             entries.push(Entry {
@@ -646,6 +704,28 @@ fn routes(
         }
     }
     Router::new(entries)
+}
+
+/// A route's `cors`; every error names its key (`routes[0].cors.allow_origins`) and, for an
+/// origin, that origin's line.
+fn route_cors(
+    v: &mut Validator<'_>,
+    cors: &model::Cors,
+    span: std::ops::Range<usize>,
+    prefix: &str,
+) -> Option<CorsPolicy> {
+    let errors = match CorsPolicy::from_config(cors) {
+        Ok(policy) => return Some(policy),
+        Err(errors) => errors,
+    };
+    for error in errors {
+        let key = format!("{prefix}.cors.{}", error.key);
+        match error.index.and_then(|i| cors.allow_origins.get(i)) {
+            Some(origin) if origin.span() != (0..0) => v.at(origin, &key, error.message),
+            _ => v.near(span.clone(), &key, error.message),
+        }
+    }
+    None
 }
 
 fn route_action(

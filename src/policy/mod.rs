@@ -2,4 +2,7 @@
 //! the client, security headers on every response.
 
 pub mod access;
+pub mod cookies;
+pub mod cors;
 pub mod headers;
+pub mod ratelimit;

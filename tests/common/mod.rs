@@ -78,7 +78,9 @@ type UpBody = BoxBody<Bytes, Infallible>;
 /// A hyper HTTP/1.1 upstream on `127.0.0.1:0` (or a unix socket) that records every request.
 ///
 /// Paths: default → 200 JSON echo; `/status/{code}`; `/slow/{ms}`; `/stream/{chunks}/{ms}`;
-/// `/big/{bytes}`; `/headers`; `/ws` (101 + raw echo); `/ws-refuse` (400).
+/// `/big/{bytes}`; `/headers`; `/ws` (101 + raw echo); `/ws-refuse` (400);
+/// `/set-cookie` (the four [`UPSTREAM_SET_COOKIES`]); `/cors` (the upstream's own CORS headers
+/// and `Vary: Accept-Encoding`), `/cors/vary-origin` (the same with `Vary: origin`).
 pub struct TestUpstream {
     pub addr: Option<SocketAddr>,
     pub unix_path: Option<PathBuf>,
@@ -346,6 +348,37 @@ async fn upstream_handle(
             }
         }
         ["ws-refuse"] => full(StatusCode::BAD_REQUEST, "no websocket here\n"),
+        ["set-cookie"] => {
+            let mut resp = full(StatusCode::OK, "cookies\n");
+            for cookie in UPSTREAM_SET_COOKIES {
+                resp.headers_mut()
+                    .append("set-cookie", HeaderValue::from_static(cookie));
+            }
+            resp
+        }
+        ["cors", rest @ ..] => {
+            let mut resp = full(StatusCode::OK, "cors\n");
+            let h = resp.headers_mut();
+            h.insert(
+                "access-control-allow-origin",
+                HeaderValue::from_static("https://upstream-choice.example"),
+            );
+            h.insert(
+                "access-control-allow-credentials",
+                HeaderValue::from_static("true"),
+            );
+            h.insert(
+                "access-control-expose-headers",
+                HeaderValue::from_static("X-Total"),
+            );
+            let vary = if rest == ["vary-origin"] {
+                "origin"
+            } else {
+                "Accept-Encoding"
+            };
+            h.insert("vary", HeaderValue::from_static(vary));
+            resp
+        }
         _ => {
             let rec = state.requests.lock().unwrap()[index].clone();
             let mut headers = serde_json::Map::new();
@@ -374,6 +407,14 @@ async fn upstream_handle(
     };
     Ok(resp)
 }
+
+/// What the upstream's `/set-cookie` sends, in order.
+pub const UPSTREAM_SET_COOKIES: [&str; 4] = [
+    "session=s3cr3t-session; Path=/; Secure; HttpOnly; SameSite=Strict",
+    "theme=dark",
+    "csrftoken=tok3n; samesite=none; secure",
+    "lang=en; Path=/; httponly",
+];
 
 /// Deterministic body content: byte `i` is `i % 251`.
 pub fn pattern(n: usize) -> Vec<u8> {
