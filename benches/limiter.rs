@@ -1,6 +1,7 @@
 //! The rate limiter's decision on the hot path: key already known, key among a million, and a
 //! new key at the store's bound (the flood case, eviction included). Real clock (governor's
-//! default, quanta), the local store, one thread.
+//! default, quanta), the local store, one thread. Plus one decision in the Redis store over
+//! loopback (a `redis-server` started by the bench; skipped with a note without the binary).
 //!
 //! `cargo bench --bench limiter`
 
@@ -12,7 +13,10 @@ use std::task::{Context, Poll, Waker};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use rampart::config::model::RouteRateLimit;
-use rampart::policy::ratelimit::{Decision, Key, LocalStore, RouteLimiter};
+use rampart::policy::ratelimit::redis::DECISION_TIMEOUT;
+use rampart::policy::ratelimit::{
+    Decision, Key, LocalStore, OnStoreError, RedisStore, RouteLimiter,
+};
 
 /// A quota no bench loop can use up (a million a second, a burst of a billion), so every
 /// decision is an allowed one that updates the key's state: the common case.
@@ -105,5 +109,78 @@ fn new_key_at_the_bound(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, one_key, million_keys, new_key_at_the_bound);
+/// A `redis-server` for the bench, killed on drop.
+struct RedisChild(std::process::Child);
+
+impl Drop for RedisChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One decision in the Redis store over loopback: the script's round trip (EVALSHA, TIME, GET,
+/// SET PX) on one multiplexed connection, from a current-thread runtime.
+fn redis_loopback(c: &mut Criterion) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    let Ok(child) = child else {
+        println!("decision, Redis over loopback: skipped (no redis-server binary)");
+        return;
+    };
+    let _redis = RedisChild(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = Arc::new(LocalStore::new(1_000, Default::default()));
+    // "deny": a decision Redis did not take shows up as Limited, and the bench stops.
+    let shared = RedisStore::new(
+        &format!("redis://127.0.0.1:{port}/"),
+        OnStoreError::Deny,
+        DECISION_TIMEOUT,
+    )
+    .unwrap();
+    let limiter = generous(&local).shared(Arc::new(shared), "bench");
+    let client = key(1);
+    let decide = || runtime.block_on(limiter.check(std::hint::black_box(&client)));
+    // The first decision connects (the server may need a moment to accept).
+    let mut attempts = 0;
+    while !decide().is_allowed() {
+        attempts += 1;
+        assert!(attempts < 50, "Redis does not answer");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    c.bench_function("decision, Redis over loopback", |b| {
+        b.iter(|| {
+            let decision = decide();
+            assert!(decision.is_allowed(), "Redis stopped answering");
+            decision
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    one_key,
+    million_keys,
+    new_key_at_the_bound,
+    redis_loopback
+);
 criterion_main!(benches);

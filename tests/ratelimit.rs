@@ -281,17 +281,18 @@ fn max_keys_is_bounded() {
 }
 
 #[test]
-fn redis_is_accepted_with_a_warning_and_the_local_store_is_used() {
+fn redis_loads_without_redis_and_checks_its_url() {
+    // Nothing listens on port 1: loading a config never connects.
     let warnings = load(
-        "[rate_limit]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\n\n[[routes]]\nupstream = \"app\"\nrate_limit = { rate = \"10/s\" }\n",
+        "[rate_limit]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\n\n[[routes]]\nupstream = \"app\"\nrate_limit = { rate = \"10/s\" }\n",
     )
     .unwrap();
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("rate_limit.store") && w.contains("local")),
-        "{warnings:?}"
-    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let errors = load("[rate_limit]\nstore = \"redis\"\nredis_url = \"http://127.0.0.1:6379\"\n")
+        .unwrap_err();
+    assert!(errors.contains("rate_limit.redis_url"), "{errors}");
+    let errors = load("[rate_limit]\nstore = \"redis\"\n").unwrap_err();
+    assert!(errors.contains("rate_limit.redis_url"), "{errors}");
     assert!(load("[rate_limit]\nstore = \"local\"\n")
         .unwrap()
         .is_empty());

@@ -290,6 +290,9 @@ pub struct RateLimitStore {
     #[serde(default = "default_store")]
     pub store: Spanned<String>,
     pub redis_url: Option<String>,
+    /// Bound on one Redis decision, connecting included; beyond it `on_store_error` decides.
+    #[serde(default = "default_redis_timeout")]
+    pub redis_timeout: Duration,
     #[serde(default = "default_store")]
     pub on_store_error: Spanned<String>,
     #[serde(default = "default_max_keys")]
@@ -301,6 +304,7 @@ impl Default for RateLimitStore {
         RateLimitStore {
             store: default_store(),
             redis_url: None,
+            redis_timeout: default_redis_timeout(),
             on_store_error: default_store(),
             max_keys: default_max_keys(),
         }
@@ -493,6 +497,10 @@ fn default_log_level() -> String {
 /// Both `store` and `on_store_error` default to `"local"`.
 fn default_store() -> Spanned<String> {
     unspanned("local".to_owned())
+}
+
+fn default_redis_timeout() -> Duration {
+    Duration(std::time::Duration::from_millis(100))
 }
 
 fn default_max_keys() -> u64 {

@@ -19,7 +19,7 @@ use crate::policy::access::IpRules;
 use crate::policy::cookies::CookiePolicy;
 use crate::policy::cors::CorsPolicy;
 use crate::policy::headers::{HeaderPolicyBuilder, Preset, SECURITY_HEADER_KEYS};
-use crate::policy::ratelimit::{LocalStore, RouteLimiter};
+use crate::policy::ratelimit::{LocalStore, OnStoreError, RedisStore, RouteLimiter};
 use crate::router::{Entry, HostPattern, Router};
 use crate::snapshot::{Action, ClientLimits, Listen, Route, Snapshot};
 use crate::upstream::{ServerAddr, Upstream, UpstreamSettings};
@@ -456,35 +456,52 @@ fn apply_header_layer(
 /// which the store could take gigabytes.
 const MAX_KEYS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=100_000_000;
 
-/// `[rate_limit]`: the one store all the limited routes of the snapshot count in.
-fn rate_limit_store(v: &mut Validator<'_>, store: &model::RateLimitStore) -> Arc<LocalStore> {
-    match store.store.get_ref().as_str() {
-        "local" => {}
-        "redis" => {
-            if store.redis_url.is_none() {
-                v.at(
-                    &store.store,
-                    "rate_limit.redis_url",
-                    "store = \"redis\" needs redis_url",
-                );
-            }
-            v.warnings.push("rate_limit.store: \"redis\" is not implemented yet; the local in-process store is used (each replica counts its own quota)".into());
-        }
-        _ => v.at(
-            &store.store,
-            "rate_limit.store",
-            "expected \"local\" or \"redis\"",
-        ),
-    }
-    if !matches!(
-        store.on_store_error.get_ref().as_str(),
-        "local" | "allow" | "deny"
-    ) {
+/// Where the limited routes of a snapshot count: the local store, and with `store = "redis"`
+/// the shared store in front of it (the local one is then the `on_store_error = "local"`
+/// fallback).
+pub(crate) struct LimitStores {
+    local: Arc<LocalStore>,
+    redis: Option<Arc<RedisStore>>,
+}
+
+/// `[rate_limit]`: the stores all the limited routes of the snapshot count in. Connects nowhere:
+/// the Redis connection is opened by the first decision.
+fn rate_limit_store(v: &mut Validator<'_>, store: &model::RateLimitStore) -> LimitStores {
+    let on_error = OnStoreError::parse(store.on_store_error.get_ref());
+    if on_error.is_none() {
         v.at(
             &store.on_store_error,
             "rate_limit.on_store_error",
             "expected \"local\", \"allow\" or \"deny\"",
         );
+    }
+    let mut redis = None;
+    match store.store.get_ref().as_str() {
+        "local" => {}
+        "redis" => match &store.redis_url {
+            None => v.at(
+                &store.store,
+                "rate_limit.redis_url",
+                "store = \"redis\" needs redis_url",
+            ),
+            Some(url) => match RedisStore::new(
+                url,
+                on_error.unwrap_or(OnStoreError::Local),
+                store.redis_timeout.0,
+            ) {
+                Ok(shared) => redis = Some(Arc::new(shared)),
+                Err(err) => v.near(
+                    0..0,
+                    "rate_limit.redis_url",
+                    format!("not a Redis URL (like \"redis://127.0.0.1:6379\"): {err}"),
+                ),
+            },
+        },
+        _ => v.at(
+            &store.store,
+            "rate_limit.store",
+            "expected \"local\" or \"redis\"",
+        ),
     }
     if !MAX_KEYS_RANGE.contains(&store.max_keys) {
         v.near(
@@ -496,24 +513,29 @@ fn rate_limit_store(v: &mut Validator<'_>, store: &model::RateLimitStore) -> Arc
     let max_keys = store
         .max_keys
         .clamp(*MAX_KEYS_RANGE.start(), *MAX_KEYS_RANGE.end());
-    Arc::new(LocalStore::new(
+    let local = Arc::new(LocalStore::new(
         usize::try_from(max_keys).unwrap_or(usize::MAX),
         Default::default(),
-    ))
+    ));
+    LimitStores { local, redis }
 }
 
-/// A route's `rate_limit`, counted in the snapshot's store under the route's index.
+/// A route's `rate_limit`, counted in the snapshot's local store under the route's index, and
+/// in the Redis store (if any) under the route's name.
 fn route_rate_limit(
     v: &mut Validator<'_>,
     limit: &model::RouteRateLimit,
-    index: usize,
+    (index, name): (usize, &str),
     span: std::ops::Range<usize>,
     prefix: &str,
-    store: &Arc<LocalStore>,
+    stores: &LimitStores,
 ) -> Option<RouteLimiter> {
     let route = u32::try_from(index).unwrap_or(u32::MAX);
-    match RouteLimiter::new(limit, route, store) {
-        Ok(limiter) => Some(limiter),
+    match RouteLimiter::new(limit, route, &stores.local) {
+        Ok(limiter) => Some(match &stores.redis {
+            Some(shared) => limiter.shared(shared.clone(), name),
+            None => limiter,
+        }),
         Err(err) => {
             let key = format!("{prefix}.rate_limit.{}", err.key);
             match (&limit.key, err.key) {
@@ -591,7 +613,7 @@ fn routes(
     upstreams: &BTreeMap<String, Arc<Upstream>>,
     default_headers: &HeaderPolicyBuilder,
     client: &ClientLimits,
-    limit_store: &Arc<LocalStore>,
+    limit_store: &LimitStores,
 ) -> Router<Route> {
     let mut entries = Vec::new();
     let mut names = HashSet::new();
@@ -648,7 +670,7 @@ fn routes(
 
         // Features of later versions: refused rather than silently not enforced.
         let rate_limit = route.rate_limit.as_ref().and_then(|limit| {
-            route_rate_limit(v, limit, index, span.clone(), &prefix, limit_store)
+            route_rate_limit(v, limit, (index, &name), span.clone(), &prefix, limit_store)
         });
         let cors = route
             .cors

@@ -2,11 +2,14 @@
 //! IP or by a request header, answered with 429 and the `RateLimit-*` headers.
 //!
 //! [`RouteLimiter::check`] is the one decision the pipeline asks for. It is async so that a
-//! shared store (Redis, one round trip per decision) can sit behind the same call; today every
-//! decision is taken in process by [`local::LocalStore`], one bounded store shared by all the
-//! routes of a snapshot (a reload starts counting afresh).
+//! shared store can sit behind the same call. With `store = "local"` every decision is taken in
+//! process by [`local::LocalStore`], one bounded store shared by all the routes of a snapshot (a
+//! reload starts counting afresh). With `store = "redis"` decisions are taken by
+//! [`redis::RedisStore`] (one round trip, shared by every replica), and the local limiter is the
+//! `on_store_error = "local"` fallback.
 
 pub mod local;
+pub mod redis;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -18,6 +21,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::{Quota, RateLimiter};
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
+pub use self::redis::{OnStoreError, RedisStore};
 use crate::config::model::RouteRateLimit;
 pub use local::LocalStore;
 use local::{Probe, RouteState};
@@ -187,6 +191,19 @@ pub struct RouteLimiter<C: Clock = DefaultClock> {
     /// This limiter's time origin (read just before governor reads its own).
     start: C::Instant,
     governor: Governor<C>,
+    /// The emission interval T (one request per `period`).
+    period: Duration,
+    /// `store = "redis"`: the shared store, which decides first.
+    shared: Option<Shared>,
+}
+
+/// A route's place in the Redis store.
+struct Shared {
+    store: Arc<RedisStore>,
+    /// `rampart:rl:{route name}:`
+    prefix: String,
+    t_us: u64,
+    tau_us: u64,
 }
 
 impl<C: Clock + Clone> RouteLimiter<C> {
@@ -238,7 +255,24 @@ impl<C: Clock + Clone> RouteLimiter<C> {
             clock,
             start,
             governor,
+            period,
+            shared: None,
         })
+    }
+}
+
+impl<C: Clock> RouteLimiter<C> {
+    /// Counts this route in the shared Redis store under `rampart:rl:{route_name}:{key}`; the
+    /// local limiter stays as the `on_store_error = "local"` fallback.
+    pub fn shared(mut self, store: Arc<RedisStore>, route_name: &str) -> Self {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.shared = Some(Shared {
+            store,
+            prefix: redis::key_prefix(route_name),
+            t_us: micros(self.period).max(1),
+            tau_us: micros(self.tau),
+        });
+        self
     }
 }
 
@@ -255,8 +289,45 @@ impl<C: Clock> RouteLimiter<C> {
     }
 
     /// Counts one request against `key` and says whether it may pass.
+    ///
+    /// With a Redis store, Redis decides; when it cannot (unreachable, too slow),
+    /// `on_store_error` does: the local limiter, or allow, or deny. Never an error.
     pub async fn check(&self, key: &Key) -> Decision {
-        self.decide(key)
+        let Some(shared) = &self.shared else {
+            return self.decide(key);
+        };
+        let redis_key = format!("{}{}", shared.prefix, redis::key_suffix(key));
+        match shared
+            .store
+            .decide(&redis_key, shared.t_us, shared.tau_us)
+            .await
+        {
+            Some(answer) if answer.allowed => Decision::Allowed {
+                limit: self.limit,
+                remaining: answer.remaining,
+                reset: answer.reset,
+            },
+            Some(answer) => Decision::Limited {
+                limit: self.limit,
+                retry_after: answer.retry_after.max(Duration::from_nanos(1)),
+                reset: answer.reset,
+            },
+            None => match shared.store.on_error() {
+                OnStoreError::Local => self.decide(key),
+                // As for a client with a full bucket.
+                OnStoreError::Allow => Decision::Allowed {
+                    limit: self.limit,
+                    remaining: self.limit - 1,
+                    reset: self.period,
+                },
+                // Try again once Redis may be back.
+                OnStoreError::Deny => Decision::Limited {
+                    limit: self.limit,
+                    retry_after: redis::RETRY_AFTER_FAILURE,
+                    reset: redis::RETRY_AFTER_FAILURE + self.tau,
+                },
+            },
+        }
     }
 
     fn decide(&self, key: &Key) -> Decision {
@@ -289,6 +360,7 @@ impl<C: Clock> std::fmt::Debug for RouteLimiter<C> {
             .field("key", &self.key_source)
             .field("limit", &self.limit)
             .field("tau", &self.tau)
+            .field("shared", &self.shared.as_ref().map(|s| &s.prefix))
             .finish_non_exhaustive()
     }
 }
