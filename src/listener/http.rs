@@ -18,18 +18,7 @@ use crate::Shared;
 
 pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
+    while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
         let header_timeout = shared.load().client.header_timeout;
         let shared = shared.clone();
         let watcher = graceful.watcher();

@@ -49,19 +49,7 @@ fn connection_builder(limits: &ClientLimits, h2: bool) -> auto::Builder<TokioExe
 
 pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of descriptors or similar: back off instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
+    while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
         let snapshot = shared.load_full();
         let acceptor = TlsAcceptor::from(snapshot.tls.server_config.clone());
         let limits = snapshot.client.clone();

@@ -90,6 +90,24 @@ fn poll_idle(
     }
 }
 
+/// Any progress pushes the idle deadline back; no progress checks it.
+fn after_io<R>(
+    polled: Poll<io::Result<R>>,
+    last_activity: &mut Instant,
+    timer: Pin<&mut Sleep>,
+    idle: Duration,
+    in_flight: &InFlight,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<R>> {
+    match polled {
+        Poll::Ready(result) => {
+            *last_activity = Instant::now();
+            Poll::Ready(result)
+        }
+        Poll::Pending => poll_idle(timer, *last_activity, idle, in_flight, cx).map(Err),
+    }
+}
+
 impl<T: AsyncRead> AsyncRead for IdleIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -97,20 +115,15 @@ impl<T: AsyncRead> AsyncRead for IdleIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.project();
-        match this.inner.poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                *this.last_activity = Instant::now();
-                Poll::Ready(result)
-            }
-            Poll::Pending => poll_idle(
-                this.timer.as_mut(),
-                *this.last_activity,
-                *this.idle,
-                this.in_flight,
-                cx,
-            )
-            .map(Err),
-        }
+        let polled = this.inner.poll_read(cx, buf);
+        after_io(
+            polled,
+            this.last_activity,
+            this.timer.as_mut(),
+            *this.idle,
+            this.in_flight,
+            cx,
+        )
     }
 }
 
@@ -121,20 +134,15 @@ impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        match this.inner.poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                *this.last_activity = Instant::now();
-                Poll::Ready(result)
-            }
-            Poll::Pending => poll_idle(
-                this.timer.as_mut(),
-                *this.last_activity,
-                *this.idle,
-                this.in_flight,
-                cx,
-            )
-            .map(Err),
-        }
+        let polled = this.inner.poll_write(cx, buf);
+        after_io(
+            polled,
+            this.last_activity,
+            this.timer.as_mut(),
+            *this.idle,
+            this.in_flight,
+            cx,
+        )
     }
 
     fn poll_write_vectored(
@@ -143,20 +151,15 @@ impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        match this.inner.poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => {
-                *this.last_activity = Instant::now();
-                Poll::Ready(result)
-            }
-            Poll::Pending => poll_idle(
-                this.timer.as_mut(),
-                *this.last_activity,
-                *this.idle,
-                this.in_flight,
-                cx,
-            )
-            .map(Err),
-        }
+        let polled = this.inner.poll_write_vectored(cx, bufs);
+        after_io(
+            polled,
+            this.last_activity,
+            this.timer.as_mut(),
+            *this.idle,
+            this.in_flight,
+            cx,
+        )
     }
 
     fn is_write_vectored(&self) -> bool {

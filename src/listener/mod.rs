@@ -4,3 +4,29 @@ pub mod http;
 pub mod https;
 pub mod io;
 pub mod tls;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// The next connection of a listener, or `None` once shutdown is signalled. A failed accept (out
+/// of descriptors, say) backs off instead of spinning.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return None,
+        }
+    }
+}
