@@ -221,6 +221,8 @@ fn check_request<B>(request: &Request<B>, max_header_bytes: usize) -> Result<(),
     if request.method() == Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not proxied"));
     }
+    // hyper's HTTP/1 parser already drops Content-Length next to Transfer-Encoding (and closes
+    // the connection after), and HTTP/2 forbids Transfer-Encoding; this guards any other path.
     if headers.contains_key(header::TRANSFER_ENCODING)
         && headers.contains_key(header::CONTENT_LENGTH)
     {

@@ -48,7 +48,8 @@ pub struct Listen {
 
 #[derive(Debug, Clone)]
 pub struct ClientLimits {
-    pub trusted_proxies: Vec<IpNet>,
+    /// Shared, so the per-connection copy of these limits allocates nothing.
+    pub trusted_proxies: Arc<[IpNet]>,
     pub max_body: u64,
     pub max_header_bytes: usize,
     pub header_timeout: Duration,

@@ -187,7 +187,12 @@ fn client_limits(v: &mut Validator<'_>, client: &model::Client) -> ClientLimits 
         }
     }
     ClientLimits {
-        trusted_proxies: client.trusted_proxies.iter().map(|c| c.0).collect(),
+        trusted_proxies: client
+            .trusted_proxies
+            .iter()
+            .map(|c| c.0)
+            .collect::<Vec<_>>()
+            .into(),
         max_body: client.max_body.0,
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
         header_timeout: client.header_timeout.0,

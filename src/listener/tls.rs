@@ -191,3 +191,49 @@ impl ResolvesServerCert for CertStore {
         self.certs.get(index).cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offers_h2_and_http11_and_resumes_sessions() {
+        let generated = crate::certgen::generate(&["localhost".to_string()]).unwrap();
+        let default = CertSource {
+            hosts: &[],
+            cert: Path::new("inline.crt"),
+            key: Path::new("inline.key"),
+            inline_pem: Some((generated.cert_pem.as_bytes(), generated.key_pem.as_bytes())),
+        };
+        let settings = build(default, &[], false).unwrap();
+        let config = &settings.server_config;
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        assert!(
+            config.ticketer.enabled(),
+            "stateless session resumption is on"
+        );
+        assert!(
+            config.session_storage.can_cache(),
+            "and stateful resumption too"
+        );
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let one = crate::certgen::generate(&["a.test".to_string()]).unwrap();
+        let other = crate::certgen::generate(&["b.test".to_string()]).unwrap();
+        let source = CertSource {
+            hosts: &[],
+            cert: Path::new("a.crt"),
+            key: Path::new("b.key"),
+            inline_pem: Some((one.cert_pem.as_bytes(), other.key_pem.as_bytes())),
+        };
+        match build(source, &[], false) {
+            Err(TlsError::Key { reason, .. }) => assert!(reason.contains("does not belong")),
+            other => panic!("expected a key error, got {:?}", other.map(|_| ())),
+        }
+    }
+}

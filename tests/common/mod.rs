@@ -1191,7 +1191,10 @@ pub fn assert_proxy_error(
     expected: &str,
     context: &str,
 ) {
-    let _ = status;
+    assert!(
+        expected.starts_with(&format!("{status} ")),
+        "{context}: expected body {expected:?} is not the {status} error"
+    );
     assert_eq!(body, expected, "{context}: body");
     assert_eq!(
         h.one("content-type").as_deref(),

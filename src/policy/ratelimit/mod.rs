@@ -274,9 +274,7 @@ impl<C: Clock> RouteLimiter<C> {
         });
         self
     }
-}
 
-impl<C: Clock> RouteLimiter<C> {
     /// What this request is counted against: the configured header (digested) when present and
     /// not empty, else the client IP.
     pub fn key(&self, headers: &HeaderMap, client: IpAddr) -> Key {
