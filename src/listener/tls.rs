@@ -219,6 +219,17 @@ mod tests {
             config.session_storage.can_cache(),
             "and stateful resumption too"
         );
+        // Mozilla "intermediate" as rustls can do it: TLS 1.3 suites, and for TLS 1.2 only
+        // ECDHE key exchange (forward secrecy) with an AEAD cipher.
+        for suite in &config.crypto_provider().cipher_suites {
+            let name = format!("{:?}", suite.suite());
+            assert!(
+                name.starts_with("TLS13_")
+                    || (name.starts_with("TLS_ECDHE_")
+                        && (name.contains("_GCM_") || name.contains("CHACHA20_POLY1305"))),
+                "suite {name} is not forward-secret AEAD"
+            );
+        }
     }
 
     #[test]
