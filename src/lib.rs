@@ -13,6 +13,7 @@ pub mod client_ip;
 pub mod config;
 pub mod errors;
 pub mod listener;
+pub mod metrics;
 pub mod path;
 pub mod policy;
 pub mod proxy;
@@ -28,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use metrics::Metrics;
 pub use snapshot::Snapshot;
 
 /// The running configuration, swapped whole on reload.
@@ -65,16 +67,20 @@ impl Server {
             .map(|(l, configured)| local_addr(l, configured));
 
         let shared: Shared = Arc::new(ArcSwap::from_pointee(snapshot));
+        // Metrics outlive reloads: they belong to the server, not to a snapshot.
+        let metrics = Arc::new(Metrics::new());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(listener::https::run(
             https,
             shared.clone(),
+            metrics.clone(),
             shutdown_rx.clone(),
         ))];
         if let Some(http) = http {
             tasks.push(tokio::spawn(listener::http::run(
                 http,
                 shared.clone(),
+                metrics.clone(),
                 shutdown_rx,
             )));
         }
@@ -83,6 +89,7 @@ impl Server {
             https_addr,
             http_addr,
             shared,
+            metrics,
             shutdown_tx,
             tasks,
         })
@@ -104,6 +111,7 @@ pub struct ServerHandle {
     https_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     shared: Shared,
+    metrics: Arc<Metrics>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -115,6 +123,11 @@ impl ServerHandle {
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// The server's metrics (what the admin listener's `/metrics` shows).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The snapshot requests are served with right now.

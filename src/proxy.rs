@@ -14,6 +14,7 @@ use crate::body::ResponseBody;
 use crate::client_ip::{client_ip, is_trusted};
 use crate::errors::ProxyError;
 use crate::listener::io::InFlight;
+use crate::metrics::Metrics;
 use crate::path;
 use crate::policy::cors;
 use crate::policy::headers::HeaderPolicy;
@@ -29,6 +30,7 @@ pub struct Connection {
     /// The TLS server name the client asked for, if any.
     pub sni: Option<String>,
     pub in_flight: Arc<InFlight>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// hyper's service entry point: never fails, every outcome is a response.

@@ -1,6 +1,7 @@
 //! The plain-HTTP listener: every request is redirected to https, nothing is proxied.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -13,16 +14,24 @@ use tokio::sync::watch;
 
 use crate::body::ResponseBody;
 use crate::errors::plain_response;
+use crate::metrics::Metrics;
 use crate::proxy::host_name;
 use crate::Shared;
 
-pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    listener: TcpListener,
+    shared: Shared,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
     while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
         let header_timeout = shared.load().client.header_timeout;
         let shared = shared.clone();
         let watcher = graceful.watcher();
+        let open = metrics.connection_opened("http");
         tokio::spawn(async move {
+            let _open = open;
             let _ = tcp.set_nodelay(true);
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder

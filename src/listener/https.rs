@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::listener::io::{IdleIo, InFlight, ParseErrorHeads};
+use crate::metrics::Metrics;
 use crate::proxy::{self, Connection};
 use crate::snapshot::ClientLimits;
 use crate::Shared;
@@ -47,7 +48,12 @@ fn connection_builder(limits: &ClientLimits, h2: bool) -> auto::Builder<TokioExe
     }
 }
 
-pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    listener: TcpListener,
+    shared: Shared,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
     while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
         let snapshot = shared.load_full();
@@ -56,16 +62,27 @@ pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Rec
         drop(snapshot);
         let shared = shared.clone();
         let watcher = graceful.watcher();
+        let metrics = metrics.clone();
+        let open = metrics.connection_opened("https");
         tokio::spawn(async move {
+            let _open = open;
             let _ = tcp.set_nodelay(true);
             let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await
             {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) => {
+                    metrics
+                        .tls_handshake_failures
+                        .with_label_values(&["error"])
+                        .inc();
                     tracing::debug!(%peer, error = %err, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
+                    metrics
+                        .tls_handshake_failures
+                        .with_label_values(&["timeout"])
+                        .inc();
                     tracing::debug!(%peer, "TLS handshake timed out");
                     return;
                 }
@@ -78,6 +95,7 @@ pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Rec
                 peer,
                 sni,
                 in_flight: in_flight.clone(),
+                metrics,
             });
             let io = IdleIo::new(tls, limits.idle_timeout, in_flight);
             let builder = connection_builder(&limits, h2);

@@ -1,0 +1,278 @@
+//! Prometheus metrics (DESIGN §4), one registry per [`crate::Server`], served by the admin
+//! listener. Labels are names from the config (route, upstream, server, certificate) or small
+//! fixed sets (method, status, kind, result): never a raw path, host or client address, so the
+//! number of series is bounded by the config, whatever clients send.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use http::Method;
+
+/// The route label of a request no route answered (400 before routing, 404, 421…).
+pub const NO_ROUTE: &str = "-";
+
+/// Seconds: 1 ms … 60 s, the range between a static file and a slow report.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `rampart_requests_total{route, method, status}`: every response of the https listener.
+    pub requests: IntCounterVec,
+    /// `rampart_request_duration_seconds{route}`: request received → response head sent.
+    pub request_duration: HistogramVec,
+    /// `rampart_upstream_duration_seconds{upstream}`: request sent → upstream response head.
+    pub upstream_duration: HistogramVec,
+    /// `rampart_upstream_errors_total{upstream, kind}`: kind is connect | timeout | protocol.
+    pub upstream_errors: IntCounterVec,
+    /// `rampart_rate_limited_total{route}`: requests answered 429.
+    pub rate_limited: IntCounterVec,
+    /// `rampart_active_connections{listener}`: listener is https | http | admin.
+    pub active_connections: IntGaugeVec,
+    /// `rampart_tls_handshake_failures_total{reason}`: reason is error | timeout.
+    pub tls_handshake_failures: IntCounterVec,
+    /// `rampart_config_reloads_total{result}`: result is success | failure.
+    pub config_reloads: IntCounterVec,
+    /// `rampart_config_last_reload_success_timestamp_seconds`: Unix time of the config in use.
+    pub config_last_reload_success: IntGauge,
+    /// `rampart_certificate_expiry_timestamp_seconds{certificate}`: notAfter of each configured
+    /// certificate (label: "default" or the first host of a `[[tls.certificates]]` entry).
+    pub certificate_expiry: IntGaugeVec,
+    /// `rampart_upstream_server_healthy{upstream, server}`: 1 healthy, 0 ejected.
+    pub upstream_server_healthy: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let metrics = Metrics {
+            requests: counter_vec(
+                &registry,
+                "rampart_requests_total",
+                "Responses sent on the https listener, by route, method and status.",
+                &["route", "method", "status"],
+            ),
+            request_duration: histogram_vec(
+                &registry,
+                "rampart_request_duration_seconds",
+                "Time from request received to response head sent, by route.",
+                &["route"],
+            ),
+            upstream_duration: histogram_vec(
+                &registry,
+                "rampart_upstream_duration_seconds",
+                "Time from request sent upstream to the upstream's response head, by upstream.",
+                &["upstream"],
+            ),
+            upstream_errors: counter_vec(
+                &registry,
+                "rampart_upstream_errors_total",
+                "Failed upstream exchanges, by upstream and kind (connect, timeout, protocol).",
+                &["upstream", "kind"],
+            ),
+            rate_limited: counter_vec(
+                &registry,
+                "rampart_rate_limited_total",
+                "Requests refused with 429 by a route's rate limit.",
+                &["route"],
+            ),
+            active_connections: gauge_vec(
+                &registry,
+                "rampart_active_connections",
+                "Open client connections, by listener (https, http, admin).",
+                &["listener"],
+            ),
+            tls_handshake_failures: counter_vec(
+                &registry,
+                "rampart_tls_handshake_failures_total",
+                "TLS handshakes that failed or timed out, by reason (error, timeout).",
+                &["reason"],
+            ),
+            config_reloads: counter_vec(
+                &registry,
+                "rampart_config_reloads_total",
+                "Config reloads, by result (success, failure).",
+                &["result"],
+            ),
+            config_last_reload_success: gauge(
+                &registry,
+                "rampart_config_last_reload_success_timestamp_seconds",
+                "Unix time at which the running config was loaded.",
+            ),
+            certificate_expiry: gauge_vec(
+                &registry,
+                "rampart_certificate_expiry_timestamp_seconds",
+                "Unix time at which each configured certificate expires (notAfter).",
+                &["certificate"],
+            ),
+            upstream_server_healthy: gauge_vec(
+                &registry,
+                "rampart_upstream_server_healthy",
+                "1 while an upstream server is healthy, 0 while it is ejected.",
+                &["upstream", "server"],
+            ),
+            registry,
+        };
+        for result in ["success", "failure"] {
+            metrics.config_reloads.with_label_values(&[result]);
+        }
+        for listener in ["https", "http", "admin"] {
+            metrics.active_connections.with_label_values(&[listener]);
+        }
+        for reason in ["error", "timeout"] {
+            metrics.tls_handshake_failures.with_label_values(&[reason]);
+        }
+        metrics
+    }
+
+    /// Counts an open connection of `listener` until the guard is dropped.
+    pub fn connection_opened(&self, listener: &str) -> ConnectionGuard {
+        let gauge = self.active_connections.with_label_values(&[listener]);
+        gauge.inc();
+        ConnectionGuard(gauge)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(error = %err, "cannot encode metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Decrements `rampart_active_connections` when the connection's task ends, however it ends.
+#[derive(Debug)]
+pub struct ConnectionGuard(IntGauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The method label: the standard methods by name, anything else as `OTHER` (a client can
+/// invent methods, and every new one would be a new series).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
+// The names and label sets below are constants of this file, so registering cannot fail except
+// by a programming error that every test would show; a failure is logged, never a panic.
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|err| unreachable_metric(name, err));
+    register(registry, name, Box::new(vec.clone()));
+    vec
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let vec = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|err| unreachable_metric(name, err));
+    register(registry, name, Box::new(vec.clone()));
+    vec
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let gauge = IntGauge::new(name, help).unwrap_or_else(|err| unreachable_metric(name, err));
+    register(registry, name, Box::new(gauge.clone()));
+    gauge
+}
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(DURATION_BUCKETS.to_vec());
+    let vec = HistogramVec::new(opts, labels).unwrap_or_else(|err| unreachable_metric(name, err));
+    register(registry, name, Box::new(vec.clone()));
+    vec
+}
+
+fn register(registry: &Registry, name: &str, collector: Box<dyn prometheus::core::Collector>) {
+    if let Err(err) = registry.register(collector) {
+        tracing::error!(metric = name, error = %err, "cannot register metric");
+    }
+}
+
+fn unreachable_metric<T>(name: &str, err: prometheus::Error) -> T {
+    panic!("metric {name} is malformed: {err}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_registered_and_rendered() {
+        let metrics = Metrics::new();
+        metrics
+            .requests
+            .with_label_values(&["app", "GET", "200"])
+            .inc();
+        metrics
+            .request_duration
+            .with_label_values(&["app"])
+            .observe(0.01);
+        metrics
+            .upstream_duration
+            .with_label_values(&["app"])
+            .observe(0.01);
+        metrics
+            .upstream_errors
+            .with_label_values(&["app", "connect"])
+            .inc();
+        metrics.rate_limited.with_label_values(&["app"]).inc();
+        metrics
+            .certificate_expiry
+            .with_label_values(&["default"])
+            .set(1);
+        metrics
+            .upstream_server_healthy
+            .with_label_values(&["app", "http://127.0.0.1:1"])
+            .set(1);
+        let text = metrics.render();
+        for name in [
+            "rampart_requests_total",
+            "rampart_request_duration_seconds",
+            "rampart_upstream_duration_seconds",
+            "rampart_upstream_errors_total",
+            "rampart_rate_limited_total",
+            "rampart_active_connections",
+            "rampart_tls_handshake_failures_total",
+            "rampart_config_reloads_total",
+            "rampart_config_last_reload_success_timestamp_seconds",
+            "rampart_certificate_expiry_timestamp_seconds",
+            "rampart_upstream_server_healthy",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        let method = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&method), "OTHER");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+    }
+}
