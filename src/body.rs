@@ -6,7 +6,8 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -17,6 +18,8 @@ pin_project_lite::pin_project! {
     pub enum ResponseBody {
         Upstream { #[pin] body: Incoming },
         Full { #[pin] body: Full<Bytes> },
+        // Bodies the proxy builds from other streams (files, compressed upstream bodies).
+        Boxed { #[pin] body: UnsyncBoxBody<Bytes, BoxError> },
     }
 }
 
@@ -29,6 +32,17 @@ impl ResponseBody {
 
     pub fn empty() -> Self {
         Self::full(Bytes::new())
+    }
+
+    /// Any `Send` body of bytes (a file stream, a compressing wrapper).
+    pub fn boxed<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        ResponseBody::Boxed {
+            body: UnsyncBoxBody::new(body.map_err(Into::into)),
+        }
     }
 }
 
@@ -49,6 +63,7 @@ impl Body for ResponseBody {
         match self.project() {
             ResponseBodyProj::Upstream { body } => body.poll_frame(cx).map_err(Into::into),
             ResponseBodyProj::Full { body } => body.poll_frame(cx).map_err(|never| match never {}),
+            ResponseBodyProj::Boxed { body } => body.poll_frame(cx),
         }
     }
 
@@ -56,6 +71,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Upstream { body } => body.is_end_stream(),
             ResponseBody::Full { body } => body.is_end_stream(),
+            ResponseBody::Boxed { body } => body.is_end_stream(),
         }
     }
 
@@ -63,6 +79,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Upstream { body } => body.size_hint(),
             ResponseBody::Full { body } => body.size_hint(),
+            ResponseBody::Boxed { body } => body.size_hint(),
         }
     }
 }

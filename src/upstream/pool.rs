@@ -119,6 +119,12 @@ impl Upstream {
     pub fn server_count(&self) -> usize {
         self.servers.len()
     }
+
+    /// At least one server may be sent requests (what `/readyz` asks of every upstream).
+    // Until health checks land every server counts as healthy.
+    pub fn has_healthy_server(&self) -> bool {
+        !self.servers.is_empty()
+    }
 }
 
 impl UpstreamServer {
