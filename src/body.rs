@@ -10,13 +10,16 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
+use crate::upstream::health::InFlightRequest;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pin_project_lite::pin_project! {
     /// A response body: the upstream's stream, or one the proxy made itself.
     #[project = ResponseBodyProj]
     pub enum ResponseBody {
-        Upstream { #[pin] body: Incoming },
+        // `in_flight` counts the exchange in its server's load until the body ends.
+        Upstream { #[pin] body: Incoming, in_flight: Option<InFlightRequest> },
         Full { #[pin] body: Full<Bytes> },
         // Bodies the proxy builds from other streams (files, compressed upstream bodies).
         Boxed { #[pin] body: UnsyncBoxBody<Bytes, BoxError> },
@@ -34,6 +37,14 @@ impl ResponseBody {
         Self::full(Bytes::new())
     }
 
+    /// An upstream's body, counted as in flight on its server (least_conn) until it ends.
+    pub fn upstream(body: Incoming, in_flight: InFlightRequest) -> Self {
+        ResponseBody::Upstream {
+            body,
+            in_flight: Some(in_flight),
+        }
+    }
+
     /// Any `Send` body of bytes (a file stream, a compressing wrapper).
     pub fn boxed<B>(body: B) -> Self
     where
@@ -48,7 +59,10 @@ impl ResponseBody {
 
 impl From<Incoming> for ResponseBody {
     fn from(body: Incoming) -> Self {
-        ResponseBody::Upstream { body }
+        ResponseBody::Upstream {
+            body,
+            in_flight: None,
+        }
     }
 }
 
@@ -61,7 +75,13 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            ResponseBodyProj::Upstream { body } => body.poll_frame(cx).map_err(Into::into),
+            ResponseBodyProj::Upstream { body, in_flight } => {
+                let frame = body.poll_frame(cx);
+                if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
+                    in_flight.take();
+                }
+                frame.map_err(Into::into)
+            }
             ResponseBodyProj::Full { body } => body.poll_frame(cx).map_err(|never| match never {}),
             ResponseBodyProj::Boxed { body } => body.poll_frame(cx),
         }
@@ -69,7 +89,7 @@ impl Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ResponseBody::Upstream { body } => body.is_end_stream(),
+            ResponseBody::Upstream { body, .. } => body.is_end_stream(),
             ResponseBody::Full { body } => body.is_end_stream(),
             ResponseBody::Boxed { body } => body.is_end_stream(),
         }
@@ -77,7 +97,7 @@ impl Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ResponseBody::Upstream { body } => body.size_hint(),
+            ResponseBody::Upstream { body, .. } => body.size_hint(),
             ResponseBody::Full { body } => body.size_hint(),
             ResponseBody::Boxed { body } => body.size_hint(),
         }

@@ -37,8 +37,18 @@ pub enum ProxyError {
     UpstreamProtocol { upstream: String, detail: String },
     #[error("upstream `{upstream}` did not answer within response_timeout")]
     UpstreamTimeout { upstream: String },
+    #[error("upstream `{upstream}` has no healthy server")]
+    NoHealthyUpstream { upstream: String },
     #[error("client body failed: {0}")]
     ClientBody(String),
+    #[error("no such file under the static route's root")]
+    FileNotFound,
+    #[error("If-Match or If-Unmodified-Since failed")]
+    PreconditionFailed,
+    #[error("no requested range overlaps the file")]
+    RangeNotSatisfiable { length: u64 },
+    #[error("reading a static file failed: {0}")]
+    FileSystem(String),
 }
 
 impl ProxyError {
@@ -46,7 +56,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::Forbidden | ProxyError::CorsRefused => StatusCode::FORBIDDEN,
-            ProxyError::NotFound => StatusCode::NOT_FOUND,
+            ProxyError::NotFound | ProxyError::FileNotFound => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -56,6 +66,10 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::NoHealthyUpstream { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            ProxyError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ProxyError::FileSystem(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -66,6 +80,12 @@ impl ProxyError {
         // Retry-After and RateLimit-* (draft-ietf-httpapi-ratelimit-headers).
         if let ProxyError::RateLimited { decision } = &self {
             decision.write_headers(response.headers_mut());
+        }
+        // RFC 9110 §14.4: a 416 says how long the representation is.
+        if let ProxyError::RangeNotSatisfiable { length } = &self {
+            if let Ok(range) = HeaderValue::from_str(&format!("bytes */{length}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, range);
+            }
         }
         if let ProxyError::MethodNotAllowed { allow } = self {
             response.headers_mut().insert(header::ALLOW, allow);

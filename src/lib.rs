@@ -6,10 +6,13 @@
 //! responses). `config` turns the TOML file into the immutable [`Snapshot`] everything reads.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod actions;
+pub mod admin;
 pub mod body;
 pub mod certgen;
 pub mod client_ip;
+pub mod compress;
 pub mod config;
 pub mod errors;
 pub mod listener;
@@ -17,8 +20,10 @@ pub mod metrics;
 pub mod path;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod snapshot;
+pub mod static_files;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -30,6 +35,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use metrics::Metrics;
+pub use reload::Reloader;
 pub use snapshot::Snapshot;
 
 /// The running configuration, swapped whole on reload.
@@ -60,15 +66,24 @@ impl Server {
             Some(addr) => Some(bind(addr, "listen.http").await?),
             None => None,
         };
+        let admin = match snapshot.listen.admin {
+            Some(addr) => Some(bind(addr, "listen.admin").await?),
+            None => None,
+        };
         let https_addr = local_addr(&https, snapshot.listen.https);
         let http_addr = http
             .as_ref()
             .zip(snapshot.listen.http)
             .map(|(l, configured)| local_addr(l, configured));
+        let admin_addr = admin
+            .as_ref()
+            .zip(snapshot.listen.admin)
+            .map(|(l, configured)| local_addr(l, configured));
 
         let shared: Shared = Arc::new(ArcSwap::from_pointee(snapshot));
         // Metrics outlive reloads: they belong to the server, not to a snapshot.
         let metrics = Arc::new(Metrics::new());
+        upstream::health::spawn(&shared.load().upstreams, None, &metrics);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(listener::https::run(
             https,
@@ -81,13 +96,25 @@ impl Server {
                 http,
                 shared.clone(),
                 metrics.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
+        if let Some(admin) = admin {
+            tasks.push(tokio::spawn(admin::run(
+                admin,
+                shared.clone(),
+                metrics.clone(),
                 shutdown_rx,
             )));
         }
-        tracing::info!(https = %https_addr, http = ?http_addr, "rampart is serving");
+        let reloader = Reloader::new(shared.clone(), metrics.clone());
+        reloader.record_certificates(&shared.load());
+        metrics.config_last_reload_success.set(reload::unix_now());
+        tracing::info!(https = %https_addr, http = ?http_addr, admin = ?admin_addr, "rampart is serving");
         Ok(ServerHandle {
             https_addr,
             http_addr,
+            admin_addr,
             shared,
             metrics,
             shutdown_tx,
@@ -110,6 +137,7 @@ fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
 pub struct ServerHandle {
     https_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     shared: Shared,
     metrics: Arc<Metrics>,
     shutdown_tx: watch::Sender<bool>,
@@ -125,6 +153,11 @@ impl ServerHandle {
         self.http_addr
     }
 
+    /// The admin listener's address (`/metrics`, `/healthz`, `/readyz`), when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     /// The server's metrics (what the admin listener's `/metrics` shows).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -138,16 +171,12 @@ impl ServerHandle {
     /// Swaps in a new snapshot: requests that start after this see it, requests in flight
     /// finish with the one they started with. Listen addresses are not re-bound.
     pub fn reload(&self, snapshot: Snapshot) {
-        let current = self.shared.load();
-        if current.listen.https != snapshot.listen.https
-            || current.listen.http != snapshot.listen.http
-        {
-            tracing::warn!("listen addresses changed: they apply after a restart");
-        }
-        for warning in &snapshot.warnings {
-            tracing::warn!("{warning}");
-        }
-        self.shared.store(Arc::new(snapshot));
+        self.reloader().apply(snapshot);
+    }
+
+    /// What the config watcher and SIGHUP use to reload this server.
+    pub fn reloader(&self) -> Reloader {
+        Reloader::new(self.shared.clone(), self.metrics.clone())
     }
 
     /// Stops accepting, lets in-flight requests finish within `listen.shutdown_grace`, returns.

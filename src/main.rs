@@ -1,10 +1,18 @@
 //! The command line: parse arguments, set up logging and signals, call the library.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rampart::access_log;
+use rampart::config::watch::ConfigWatch;
 use rampart::config::{self, MissingCert};
+use tracing::Level;
+use tracing_subscriber::filter::FilterExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{filter, fmt, reload, EnvFilter, Layer, Registry};
 
 #[derive(Parser)]
 #[command(
@@ -19,8 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy (the default command).
-    Run(ConfigArg),
+    /// Run the proxy (the default command). The config file and its certificates are watched
+    /// and reloaded on change; SIGHUP reloads too.
+    Run(RunArgs),
     /// Validate a config fully (syntax, semantics, certificate files) and exit 0, or list every
     /// error with file:line and exit 1.
     Check(ConfigArg),
@@ -33,6 +42,43 @@ enum Command {
         #[arg(long, default_value = "certs")]
         out: PathBuf,
     },
+    /// Config-less sidecar mode: the strict default policy in front of one upstream, with a
+    /// self-signed development certificate held in memory.
+    Proxy(ProxyArgs),
+    /// Exit 0 when the admin listener's /healthz answers 200, else 1 (Docker HEALTHCHECK in
+    /// images without curl).
+    Healthcheck {
+        /// [default: /healthz on the config's listen.admin, else http://127.0.0.1:9090/healthz]
+        #[arg(long)]
+        url: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(clap::Args, Default)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Do not watch the config and certificate files; reload on SIGHUP only.
+    #[arg(long)]
+    no_watch: bool,
+}
+
+#[derive(clap::Args)]
+struct ProxyArgs {
+    /// The app server: "http://host:port" or "unix:/path/to/app.sock".
+    #[arg(long)]
+    to: String,
+    /// Address of the TLS listener.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    https: SocketAddr,
+    /// Address of a plain-HTTP listener that redirects to https (none unless given).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Address of the admin listener (/metrics, /healthz, /readyz; none unless given).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
 }
 
 #[derive(clap::Args, Default)]
@@ -53,23 +99,59 @@ impl ConfigArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run(ConfigArg::default())) {
-        Command::Run(arg) => run(&arg.path()),
+    match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+        Command::Run(args) => run(&args.config.path(), !args.no_watch),
         Command::Check(arg) => check(&arg.path()),
         Command::Cert { hosts, out } => cert(&hosts, &out),
+        Command::Proxy(args) => proxy(&args),
+        Command::Healthcheck { url, config } => healthcheck(url, &config.path()),
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// The level of the text log, changed once the config is read (unless `RUST_LOG` is set).
+struct LogLevel(Option<reload::Handle<EnvFilter, Registry>>);
+
+impl LogLevel {
+    /// `[log] level` (validated with the config) replaces the `info` used while loading.
+    fn set_from_config(&self, level: &str) {
+        if let Some(handle) = &self.0 {
+            if let Err(err) = handle.reload(EnvFilter::new(level)) {
+                tracing::warn!(error = %err, "cannot apply log.level");
+            }
+        }
+    }
+}
+
+/// Access-log lines (target `rampart::access`) go to stdout as one JSON object per line, at any
+/// level; every other line goes to stderr as text, filtered by `RUST_LOG`, else by `[log]
+/// level` once the config is read (`info` until then).
+fn init_tracing() -> LogLevel {
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let env_set = from_env.is_some();
+    let (level, handle) = reload::Layer::new(from_env.unwrap_or_else(|| EnvFilter::new("info")));
+    let not_access = filter::filter_fn(|meta| meta.target() != access_log::TARGET);
     // Colour only for a person at a terminal; log collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let text = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
+        .with_filter(level.and(not_access));
+    // The event's fields are the whole line: `{"time":…,"request_id":…,…}`.
+    let access = fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_writer(std::io::stdout)
+        .with_filter(filter::Targets::new().with_target(access_log::TARGET, Level::INFO));
+    tracing_subscriber::registry()
+        .with(text)
+        .with(access)
         .init();
+    LogLevel((!env_set).then_some(handle))
 }
 
 fn print_errors(errors: &config::ConfigErrors) {
@@ -78,15 +160,54 @@ fn print_errors(errors: &config::ConfigErrors) {
     }
 }
 
-fn run(path: &std::path::Path) -> ExitCode {
-    init_tracing();
-    let snapshot = match config::load_file(path) {
-        Ok(snapshot) => snapshot,
+fn run(path: &Path, watch: bool) -> ExitCode {
+    let log_level = init_tracing();
+    match config::load_file(path) {
+        Ok(snapshot) => {
+            log_level.set_from_config(&snapshot.log.level);
+            serve(snapshot, Some((path, watch)))
+        }
         Err(errors) => {
             print_errors(&errors);
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
+    }
+}
+
+/// `rampart proxy --to URL`: the config a sidecar would write, built from the arguments.
+fn proxy(args: &ProxyArgs) -> ExitCode {
+    init_tracing();
+    if let Err(err) = rampart::upstream::ServerAddr::parse(&args.to) {
+        eprintln!("--to: {err}");
+        return ExitCode::FAILURE;
+    }
+    let quote = |text: &str| toml::Value::String(text.to_string()).to_string();
+    let mut text = format!("[listen]\nhttps = {}\n", quote(&args.https.to_string()));
+    if let Some(http) = args.http {
+        text += &format!("http = {}\n", quote(&http.to_string()));
+    }
+    if let Some(admin) = args.admin {
+        text += &format!("admin = {}\n", quote(&admin.to_string()));
+    }
+    // No certificate files: validation generates one in memory (MissingCert::InMemory).
+    text += &format!(
+        "[tls]\ncert = \"(in memory)\"\nkey = \"(in memory)\"\nself_signed_if_missing = true\n\
+         [upstreams.app]\nservers = [{}]\n\
+         [[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"app\"\n",
+        quote(&args.to)
+    );
+    match config::load_str_with(&text, "rampart proxy", MissingCert::InMemory) {
+        Ok(snapshot) => serve(snapshot, None),
+        Err(errors) => {
+            print_errors(&errors);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves until SIGTERM or SIGINT. With a config file, it is watched (unless `--no-watch`) and
+/// SIGHUP reloads it.
+fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool)>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,14 +226,18 @@ fn run(path: &std::path::Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_shutdown_signal().await;
+        let watch = config_file
+            .map(|(path, watch)| ConfigWatch::spawn(path.to_path_buf(), handle.reloader(), watch));
+        wait_for_shutdown_signal(watch.as_ref()).await;
+        drop(watch);
         tracing::info!("shutting down: finishing in-flight requests");
         handle.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_shutdown_signal() {
+/// Returns on SIGTERM or SIGINT; SIGHUP reloads the config meanwhile.
+async fn wait_for_shutdown_signal(watch: Option<&ConfigWatch>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(term) => term,
@@ -122,13 +247,22 @@ async fn wait_for_shutdown_signal() {
             return;
         }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                match watch {
+                    Some(watch) => watch.reload_now(),
+                    None => tracing::warn!("SIGHUP ignored: there is no config file to reload"),
+                }
+            }
+        }
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &Path) -> ExitCode {
     match config::load_file_with(path, MissingCert::Warn) {
         Ok(snapshot) => {
             for warning in &snapshot.warnings {
@@ -154,6 +288,33 @@ fn cert(hosts: &[String], out: &std::path::Path) -> ExitCode {
         }
         Err(err) => {
             eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How long `healthcheck` waits for the whole exchange (Docker's own default timeout is 30 s;
+/// a healthy admin listener answers in milliseconds).
+const HEALTHCHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn healthcheck(url: Option<String>, config: &Path) -> ExitCode {
+    let url = url
+        .or_else(|| rampart::admin::configured_healthz_url(config))
+        .unwrap_or_else(|| "http://127.0.0.1:9090/healthz".to_string());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("rampart healthcheck: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(rampart::admin::probe(&url, HEALTHCHECK_TIMEOUT)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("rampart healthcheck: {reason}");
             ExitCode::FAILURE
         }
     }

@@ -2,19 +2,22 @@
 //! inner; each stage says why it sits where it does.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 
+use crate::access_log::AccessEntry;
 use crate::actions::{redirect_response, RedirectInput};
 use crate::body::ResponseBody;
 use crate::client_ip::{client_ip, is_trusted};
+use crate::compress::Negotiation;
 use crate::errors::ProxyError;
 use crate::listener::io::InFlight;
-use crate::metrics::Metrics;
+use crate::metrics::{method_label, Metrics, NO_ROUTE};
 use crate::path;
 use crate::policy::cors;
 use crate::policy::headers::HeaderPolicy;
@@ -50,19 +53,96 @@ pub async fn handle(
     connection: &Connection,
     snapshot: &Snapshot,
 ) -> Response<ResponseBody> {
+    let started = Instant::now();
     // 1. The request id comes first so that every response, errors included, carries it.
     let request_id = request_id(request.headers());
+    // The client as every stage sees it: IP rules, rate limits, forwarding, the access log.
+    let peer = connection.peer.ip();
+    let client = client_ip(peer, request.headers(), &snapshot.client.trusted_proxies);
+    let method = method_label(request.method());
+    // Taken before the request is consumed; the line is written once the response is complete.
+    let access = snapshot.log.access.then(|| {
+        AccessEntry::start(
+            &request,
+            &request_id,
+            client,
+            snapshot.log.log_query,
+            started,
+        )
+    });
 
-    let (result, headers) = route_and_act(request, connection, snapshot, &request_id).await;
+    let (result, routed) = route_and_act(request, connection, snapshot, &request_id, client).await;
+    let metrics = &connection.metrics;
+    let route_label = routed.route.map_or(NO_ROUTE, |route| route.name.as_str());
     let mut response = result.unwrap_or_else(|err| {
         tracing::debug!(request_id = ?request_id, error = %err, "request refused");
+        count_failure(metrics, &err, route_label);
         err.into_response()
     });
 
     // Last: security headers, on every response, replacing whatever the upstream sent.
-    headers.apply(response.headers_mut());
+    routed.header_policy(snapshot).apply(response.headers_mut());
     response.headers_mut().insert(&X_REQUEST_ID, request_id);
-    response
+
+    // Labels are config names and fixed sets only, whatever the client sent.
+    metrics
+        .requests
+        .with_label_values(&[route_label, method, response.status().as_str()])
+        .inc();
+    metrics
+        .request_duration
+        .with_label_values(&[route_label])
+        .observe(started.elapsed().as_secs_f64());
+    match access {
+        Some(mut entry) => {
+            entry.routed(routed.host.as_deref(), routed.route);
+            entry.respond(response)
+        }
+        None => response,
+    }
+}
+
+/// The failures that have a metric of their own (every response is counted by status too).
+fn count_failure(metrics: &Metrics, err: &ProxyError, route: &str) {
+    let (upstream, kind) = match err {
+        ProxyError::RateLimited { .. } => {
+            metrics.rate_limited.with_label_values(&[route]).inc();
+            return;
+        }
+        ProxyError::UpstreamConnect { upstream, .. } => (upstream, "connect"),
+        ProxyError::UpstreamTimeout { upstream } => (upstream, "timeout"),
+        ProxyError::UpstreamProtocol { upstream, .. } => (upstream, "protocol"),
+        _ => return,
+    };
+    metrics
+        .upstream_errors
+        .with_label_values(&[upstream.as_str(), kind])
+        .inc();
+}
+
+/// What the pipeline learned on the way to the action: the response's header policy, the
+/// metric labels and the access log's fields.
+#[derive(Default)]
+struct Routed<'s> {
+    /// The validated host name, once known.
+    host: Option<String>,
+    /// `None` for requests refused before a route was found.
+    route: Option<&'s Route>,
+}
+
+impl<'s> Routed<'s> {
+    fn host(host: RequestHost) -> Self {
+        Routed {
+            host: Some(host.name),
+            route: None,
+        }
+    }
+
+    /// Responses of a route carry its own header policy, the others `[headers]`.
+    fn header_policy(&self, snapshot: &'s Snapshot) -> &'s HeaderPolicy {
+        self.route
+            .map_or(&snapshot.default_headers, |route| &route.headers)
+    }
 }
 
 async fn route_and_act<'s>(
@@ -70,40 +150,47 @@ async fn route_and_act<'s>(
     connection: &Connection,
     snapshot: &'s Snapshot,
     request_id: &HeaderValue,
-) -> (Result<Response<ResponseBody>, ProxyError>, &'s HeaderPolicy) {
-    let defaults = &snapshot.default_headers;
-
+    client: IpAddr,
+) -> (Result<Response<ResponseBody>, ProxyError>, Routed<'s>) {
     // 2. Framing and request-target checks, before anything reads the request: what could be
     //    read two ways by two parsers is refused here.
     if let Err(err) = check_request(&request, snapshot.client.max_header_bytes) {
-        return (Err(err), defaults);
+        return (Err(err), Routed::default());
     }
 
     // 3. The host the client addressed, validated: it selects routes and is echoed upstream.
     let host = match request_host(&request) {
         Ok(host) => host,
-        Err(err) => return (Err(err), defaults),
+        Err(err) => return (Err(err), Routed::default()),
     };
 
     // 4. A connection opened for one certificate's names must not be used for another's
     //    (HTTP/2 connection reuse, SNI/Host mismatch): 421 makes the client reconnect.
     if let Some(sni) = connection.sni.as_deref() {
         if snapshot.tls.cert_for(Some(sni)) != snapshot.tls.cert_for(Some(&host.name)) {
-            return (Err(ProxyError::MisdirectedRequest), defaults);
+            return (Err(ProxyError::MisdirectedRequest), Routed::host(host));
         }
     }
 
     // 5. Route on the normalized path so encodings and dot-segments cannot dodge a route's rules.
     let normalized = match path::normalize(request.uri().path()) {
         Ok(normalized) => normalized,
-        Err(_) => return (Err(ProxyError::BadRequest("invalid path")), defaults),
+        Err(_) => {
+            return (
+                Err(ProxyError::BadRequest("invalid path")),
+                Routed::host(host),
+            )
+        }
     };
     let route = match lookup_route(snapshot, &host.name, &normalized, &request) {
         Lookup::Found(route) => route,
         Lookup::MethodNotAllowed(allow) => {
-            return (Err(ProxyError::MethodNotAllowed { allow }), defaults)
+            return (
+                Err(ProxyError::MethodNotAllowed { allow }),
+                Routed::host(host),
+            )
         }
-        Lookup::NotFound => return (Err(ProxyError::NotFound), defaults),
+        Lookup::NotFound => return (Err(ProxyError::NotFound), Routed::host(host)),
     };
     // From here on, responses carry the route's own header policy.
     let result = act(
@@ -114,11 +201,17 @@ async fn route_and_act<'s>(
         &host,
         &normalized,
         request_id,
+        client,
     )
     .await;
-    (result, &route.headers)
+    let routed = Routed {
+        host: Some(host.name),
+        route: Some(route),
+    };
+    (result, routed)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn act(
     request: Request<Incoming>,
     connection: &Connection,
@@ -127,10 +220,10 @@ async fn act(
     host: &RequestHost,
     normalized_path: &str,
     request_id: &HeaderValue,
+    client: IpAddr,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let peer = connection.peer.ip();
     let trusted = &snapshot.client.trusted_proxies;
-    let client = client_ip(peer, request.headers(), trusted);
 
     // 6. IP rules before any other work is done for a client that is not allowed here.
     if !route.ip_rules.is_empty() && !route.ip_rules.permits(client) {
@@ -182,10 +275,26 @@ async fn act(
                 host: &host.value,
                 max_body: route.max_body,
             };
+            // Compression is chosen from the request's Accept-Encoding and method, read
+            // before the request moves upstream.
+            let compression = route.compress.then(|| Negotiation::of(&request));
+            let sent = Instant::now();
+            let forwarded = forward(upstream, request, &ctx).await;
+            // Upstream latency: request sent → response head, for exchanges that got one.
+            if forwarded.is_ok() {
+                connection
+                    .metrics
+                    .upstream_duration
+                    .with_label_values(&[upstream.name.as_str()])
+                    .observe(sent.elapsed().as_secs_f64());
+            }
             // The app's Set-Cookie headers are hardened ([cookies]); the proxy sets no cookies.
-            forward(upstream, request, &ctx).await.map(|mut response| {
+            forwarded.map(|mut response| {
                 snapshot.cookies.apply(response.headers_mut());
-                response
+                match &compression {
+                    Some(compression) => compression.apply(response),
+                    None => response,
+                }
             })
         }
         Action::Redirect { to, status } => {
@@ -204,6 +313,7 @@ async fn act(
             Ok(redirect_response(*status, location))
         }
         Action::Respond(respond) => Ok(respond.response()),
+        Action::Static(files) => files.serve(&request, normalized_path, &route.prefix).await,
     }?;
     // On a route with `cors` the proxy owns CORS: its headers are set (or the upstream's
     // stripped) on the route's answer. The proxy's own errors carry none.

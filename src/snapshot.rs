@@ -17,6 +17,7 @@ use crate::policy::cors::CorsPolicy;
 use crate::policy::headers::HeaderPolicy;
 use crate::policy::ratelimit::RouteLimiter;
 use crate::router::Router;
+use crate::static_files::StaticFiles;
 use crate::upstream::Upstream;
 
 #[derive(Debug)]
@@ -29,6 +30,8 @@ pub struct Snapshot {
     pub default_headers: HeaderPolicy,
     /// `[cookies]`: hardening of the upstream's Set-Cookie (proxied responses only).
     pub cookies: CookiePolicy,
+    /// `[log]`: the access log and the default level of the other log lines.
+    pub log: LogSettings,
     pub upstreams: Vec<Arc<Upstream>>,
     /// The config file and every certificate and key it names (what a reload watches).
     pub files: Vec<PathBuf>,
@@ -44,6 +47,17 @@ pub struct Listen {
     pub http_redirect_status: StatusCode,
     pub https_port_public: u16,
     pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// One JSON line per request on stdout.
+    pub access: bool,
+    /// Keep the query string in the access log's `path` (queries can carry tokens).
+    pub log_query: bool,
+    /// The filter of the other log lines (an `EnvFilter` directive, validated) unless
+    /// `RUST_LOG` is set.
+    pub level: String,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +83,8 @@ pub struct Route {
     pub cors: Option<CorsPolicy>,
     /// `None`: the route is not rate limited.
     pub rate_limit: Option<RouteLimiter>,
+    /// Compress proxied responses (`compress`, on by default for upstream routes).
+    pub compress: bool,
 }
 
 #[derive(Debug)]
@@ -79,4 +95,5 @@ pub enum Action {
         status: StatusCode,
     },
     Respond(Respond),
+    Static(Arc<StaticFiles>),
 }

@@ -5,6 +5,7 @@ pub mod model;
 pub mod source;
 pub mod units;
 pub mod validate;
+pub mod watch;
 
 use std::path::Path;
 
@@ -36,7 +37,15 @@ pub fn load_file_with(path: &Path, missing_cert: MissingCert) -> Result<Snapshot
 
 /// Parses and validates config text (tests, `rampart proxy`); `label` names it in errors.
 pub fn load_str(text: &str, label: &str) -> Result<Snapshot, ConfigErrors> {
+    load_str_with(text, label, MissingCert::Generate)
+}
+
+pub fn load_str_with(
+    text: &str,
+    label: &str,
+    missing_cert: MissingCert,
+) -> Result<Snapshot, ConfigErrors> {
     let source = Source::new(label, text.to_string());
     let file = source.parse()?;
-    validate::validate(&source, file, None, MissingCert::Generate)
+    validate::validate(&source, file, None, missing_cert)
 }

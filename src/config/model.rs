@@ -368,7 +368,7 @@ pub struct Route {
     pub deny: Option<Vec<Cidr>>,
     pub cors: Option<Cors>,
     pub headers: Option<RouteHeaders>,
-    pub compress: Option<bool>,
+    pub compress: Option<Spanned<bool>>,
     /// Overrides `client.max_body` for this route.
     pub max_body: Option<ByteSize>,
 }
@@ -769,7 +769,10 @@ compress = true                 # gzip/br for compressible responses the upstrea
                 .get_ref(),
             301
         );
-        assert_eq!(f.routes[6].get_ref().compress, Some(true));
+        assert_eq!(
+            f.routes[6].get_ref().compress.as_ref().map(|c| *c.get_ref()),
+            Some(true)
+        );
         assert_eq!(line_of(DESIGN_EXAMPLE, f.routes[6].span()), 102);
     }
 

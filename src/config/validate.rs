@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, StatusCode};
 
 use super::model::{self, Spanned};
@@ -21,8 +22,10 @@ use crate::policy::cors::CorsPolicy;
 use crate::policy::headers::{HeaderPolicyBuilder, Preset, SECURITY_HEADER_KEYS};
 use crate::policy::ratelimit::{LocalStore, OnStoreError, RedisStore, RouteLimiter};
 use crate::router::{Entry, HostPattern, Router};
-use crate::snapshot::{Action, ClientLimits, Listen, Route, Snapshot};
-use crate::upstream::{ServerAddr, Upstream, UpstreamSettings};
+use crate::snapshot::{Action, ClientLimits, Listen, LogSettings, Route, Snapshot};
+use crate::static_files::StaticFiles;
+use crate::upstream::health::HealthCheck;
+use crate::upstream::{Balance, ServerAddr, Upstream, UpstreamSettings};
 
 /// What to do about a missing certificate when `tls.self_signed_if_missing` is true.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +34,11 @@ pub enum MissingCert {
     Generate,
     /// `rampart check`: accept with a warning; nothing is written.
     Warn,
+    /// `rampart proxy`: a development certificate that lives in memory only.
+    InMemory,
+    /// A reload: a certificate that vanished (mid-rotation, say) is an error, so the running
+    /// config stays rather than a self-signed certificate replacing a real one.
+    Refuse,
 }
 
 struct Validator<'a> {
@@ -89,12 +97,7 @@ pub fn validate(
         &limit_store,
     );
 
-    if file.listen.admin.is_some() {
-        v.warnings.push(
-            "listen.admin: the admin listener (/metrics, /healthz, /readyz) is not implemented yet; nothing listens there"
-                .into(),
-        );
-    }
+    let log = log_settings(&mut v, &file.log);
 
     if !v.errors.is_empty() {
         return Err(ConfigErrors(v.errors));
@@ -116,6 +119,7 @@ pub fn validate(
         router,
         default_headers,
         cookies,
+        log,
         upstreams: upstreams.into_values().collect(),
         files,
         warnings: v.warnings,
@@ -171,6 +175,29 @@ fn listen(v: &mut Validator<'_>, listen: &model::Listen) -> Option<Listen> {
         https_port_public: listen.https_port_public,
         shutdown_grace: listen.shutdown_grace.0,
     })
+}
+
+fn log_settings(v: &mut Validator<'_>, log: &model::Log) -> LogSettings {
+    // A level ("info") or a tracing filter ("warn,rampart=debug"). A lone word is only taken as
+    // a level: `EnvFilter` would read a typo like "verbose" as a target name and log nothing.
+    let level = log.level.as_str();
+    let valid = if level.contains(['=', ',', '[']) {
+        tracing_subscriber::EnvFilter::builder().parse(level).is_ok()
+    } else {
+        level.parse::<tracing::level_filters::LevelFilter>().is_ok()
+    };
+    if !valid {
+        v.near(
+            0..0,
+            "log.level",
+            "expected trace, debug, info, warn, error, off, or a filter like \"warn,rampart=debug\"",
+        );
+    }
+    LogSettings {
+        access: log.access,
+        log_query: log.log_query,
+        level: log.level.clone(),
+    }
 }
 
 fn client_limits(v: &mut Validator<'_>, client: &model::Client) -> ClientLimits {
@@ -238,7 +265,11 @@ fn tls_settings(
     let cert = tls.cert.get_ref();
     let key = tls.key.get_ref();
     let mut in_memory = None;
-    if tls.self_signed_if_missing && !cert.exists() && !key.exists() {
+    if tls.self_signed_if_missing
+        && missing_cert != MissingCert::Refuse
+        && !cert.exists()
+        && !key.exists()
+    {
         let hosts = vec![
             "localhost".to_string(),
             "127.0.0.1".to_string(),
@@ -260,11 +291,15 @@ fn tls_settings(
                     return None;
                 }
             },
-            MissingCert::Warn => {
-                v.warnings.push(format!(
-                    "tls.cert: {} does not exist; `rampart run` will generate a self-signed development certificate",
-                    cert.display()
-                ));
+            MissingCert::Warn | MissingCert::InMemory | MissingCert::Refuse => {
+                v.warnings.push(if missing_cert == MissingCert::Warn {
+                    format!(
+                        "tls.cert: {} does not exist; `rampart run` will generate a self-signed development certificate",
+                        cert.display()
+                    )
+                } else {
+                    "SERVING A SELF-SIGNED DEVELOPMENT CERTIFICATE held in memory: browsers will not trust it; use `rampart run` with a real certificate for production".to_string()
+                });
                 // Check everything else against a certificate that is never written.
                 match crate::certgen::generate(&hosts) {
                     Ok(generated) => in_memory = Some(generated),
@@ -357,6 +392,18 @@ fn tls_settings(
             for c in &tls.certificates {
                 files.push(c.get_ref().cert.get_ref().clone());
                 files.push(c.get_ref().key.get_ref().clone());
+            }
+            // An expired certificate is served (as nginx does) but never silently.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            for info in &settings.certificates {
+                if info.not_after.is_some_and(|t| t < now) {
+                    v.warnings.push(format!(
+                        "the certificate for `{}` has expired: clients will refuse it",
+                        info.label
+                    ));
+                }
             }
             Some((settings, files))
         }
@@ -574,22 +621,22 @@ fn upstreams(
                 Err(message) => v.at(server, &format!("{prefix}.servers"), message),
             }
         }
-        match upstream.balance.get_ref().as_str() {
-            "round_robin" => {}
-            "least_conn" => v.warnings.push(format!(
-                "{prefix}.balance: least_conn is not implemented yet; round_robin is used"
-            )),
-            _ => v.at(
-                &upstream.balance,
-                &format!("{prefix}.balance"),
-                "expected \"round_robin\" or \"least_conn\"",
-            ),
-        }
-        if upstream.health_check.is_some() {
-            v.warnings.push(format!(
-                "{prefix}.health_check: active health checks are not implemented yet; servers are never ejected"
-            ));
-        }
+        let balance = match upstream.balance.get_ref().as_str() {
+            "round_robin" => Balance::RoundRobin,
+            "least_conn" => Balance::LeastConn,
+            _ => {
+                v.at(
+                    &upstream.balance,
+                    &format!("{prefix}.balance"),
+                    "expected \"round_robin\" or \"least_conn\"",
+                );
+                Balance::RoundRobin
+            }
+        };
+        let health_check = upstream
+            .health_check
+            .as_ref()
+            .and_then(|check| health_check(v, &prefix, check));
         if upstream.connect_timeout.0.is_zero() || upstream.response_timeout.0.is_zero() {
             v.near(
                 0..0,
@@ -602,6 +649,9 @@ fn upstreams(
                 connect_timeout: upstream.connect_timeout.0,
                 response_timeout: upstream.response_timeout.0,
                 retries: upstream.retries,
+                balance,
+                health_check,
+                passive_failures: upstream.passive_failures,
             };
             compiled.insert(
                 name.clone(),
@@ -610,6 +660,60 @@ fn upstreams(
         }
     }
     compiled
+}
+
+/// An upstream's `health_check`. Its fields carry no span: errors point at the
+/// `health_check` line and name the field.
+fn health_check(
+    v: &mut Validator<'_>,
+    prefix: &str,
+    check: &model::HealthCheck,
+) -> Option<HealthCheck> {
+    let span = v.source.span_of_key(&format!("{prefix}.health_check"));
+    let errors = v.errors.len();
+    let key = |field: &str| format!("{prefix}.health_check.{field}");
+    let path = match check.path.parse::<PathAndQuery>() {
+        Ok(path) if check.path.starts_with('/') => Some(path),
+        _ => {
+            v.near(
+                span.clone(),
+                &key("path"),
+                "expected a path like \"/health/\" (starting with /)",
+            );
+            None
+        }
+    };
+    if check.interval.0.is_zero() {
+        v.near(span.clone(), &key("interval"), "must be more than 0s");
+    }
+    if check.timeout.0.is_zero() {
+        v.near(span.clone(), &key("timeout"), "must be more than 0s");
+    } else if check.timeout.0 > check.interval.0 {
+        v.near(
+            span.clone(),
+            &key("timeout"),
+            "must not be longer than interval (a check ends before the next one is due)",
+        );
+    }
+    for (field, value) in [("healthy", check.healthy), ("unhealthy", check.unhealthy)] {
+        if value == 0 {
+            v.near(
+                span.clone(),
+                &key(field),
+                "must be at least 1 (consecutive checks that change the state)",
+            );
+        }
+    }
+    if v.errors.len() > errors {
+        return None;
+    }
+    Some(HealthCheck {
+        path: path?,
+        interval: check.interval.0,
+        timeout: check.timeout.0,
+        healthy: check.healthy,
+        unhealthy: check.unhealthy,
+    })
 }
 
 fn routes(
@@ -681,9 +785,7 @@ fn routes(
             .cors
             .as_ref()
             .and_then(|cors| route_cors(v, cors, span.clone(), &prefix));
-        if route.compress == Some(true) {
-            v.warnings.push(format!("{prefix}.compress: response compression is not implemented yet; responses pass as the upstream sent them"));
-        }
+        let compress = route_compress(v, route, &prefix);
 
         let action = route_action(v, route, span.clone(), &prefix, upstreams);
 
@@ -720,6 +822,7 @@ fn routes(
             max_body: route.max_body.map_or(client.max_body, |b| b.0),
             cors,
             rate_limit,
+            compress,
         });
         for host in hosts {
             entries.push(Entry {
@@ -753,6 +856,24 @@ fn route_cors(
         }
     }
     None
+}
+
+/// `compress`: on by default for upstream routes. Only proxied responses are compressed, so
+/// `compress = true` elsewhere is refused rather than silently doing nothing.
+fn route_compress(v: &mut Validator<'_>, route: &model::Route, prefix: &str) -> bool {
+    let proxied = route.upstream.is_some();
+    match &route.compress {
+        None => proxied,
+        Some(compress) if *compress.get_ref() && !proxied => {
+            v.at(
+                compress,
+                &format!("{prefix}.compress"),
+                "only responses from an upstream are compressed; a static route serves precompressed .br/.gz files, and redirect and respond answers are small",
+            );
+            false
+        }
+        Some(compress) => *compress.get_ref(),
+    }
 }
 
 fn route_action(
@@ -792,13 +913,8 @@ fn route_action(
             }
         };
     }
-    if route.static_files.is_some() {
-        v.near(
-            span,
-            &format!("{prefix}.static"),
-            "static file serving is not implemented in this version",
-        );
-        return None;
+    if let Some(files) = &route.static_files {
+        return route_static(v, files, &route.path, span, prefix);
     }
     if let Some(redirect) = &route.redirect {
         let status = *redirect.status.get_ref();
@@ -853,4 +969,99 @@ fn route_action(
         }));
     }
     None
+}
+
+/// A route's `static`: the root resolved once (every served file's real path must start with
+/// it), `deny_extensions` normalized, `index` a plain file name.
+fn route_static(
+    v: &mut Validator<'_>,
+    files: &model::StaticFiles,
+    path: &Spanned<String>,
+    span: std::ops::Range<usize>,
+    prefix: &str,
+) -> Option<Action> {
+    let key = format!("{prefix}.static");
+    let mut ok = true;
+    if !path.get_ref().ends_with('/') {
+        v.at(
+            path,
+            &format!("{prefix}.path"),
+            format!(
+                "a static route's path ends with '/' (\"{}/\"): the rest of the path names the file",
+                path.get_ref()
+            ),
+        );
+        ok = false;
+    }
+    let root = files.root.get_ref();
+    let root = match std::fs::canonicalize(root) {
+        Ok(canonical) if canonical.is_dir() => Some(canonical),
+        Ok(_) => {
+            v.at(
+                &files.root,
+                &format!("{key}.root"),
+                format!("{} is not a directory", root.display()),
+            );
+            None
+        }
+        Err(err) => {
+            v.at(
+                &files.root,
+                &format!("{key}.root"),
+                format!("cannot read {}: {}", root.display(), io_reason(&err)),
+            );
+            None
+        }
+    };
+    let cache_control = match files.cache_control.as_deref() {
+        None | Some("") => None,
+        Some(value) => match HeaderValue::from_str(value) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                v.near(
+                    span.clone(),
+                    &format!("{key}.cache_control"),
+                    "not a valid header value",
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    let mut deny_extensions = Vec::new();
+    for extension in &files.deny_extensions {
+        let normalized = extension
+            .trim()
+            .trim_start_matches('.')
+            .to_ascii_lowercase();
+        if normalized.is_empty() || normalized.contains(['/', '\\', '\0']) {
+            v.near(
+                span.clone(),
+                &format!("{key}.deny_extensions"),
+                format!("`{extension}` is not a file extension (like \"php\" or \"tar.gz\")"),
+            );
+            ok = false;
+        } else if !deny_extensions.contains(&normalized) {
+            deny_extensions.push(normalized);
+        }
+    }
+    if let Some(index) = &files.index {
+        if index.is_empty() || index.starts_with('.') || index.contains(['/', '\\', '\0']) {
+            v.near(
+                span,
+                &format!("{key}.index"),
+                format!("`{index}` is not a plain file name (like \"index.html\")"),
+            );
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    Some(Action::Static(Arc::new(StaticFiles::new(
+        root?,
+        cache_control,
+        &deny_extensions,
+        files.index.clone(),
+    ))))
 }

@@ -38,6 +38,23 @@ pub struct CertSource<'a> {
 pub struct TlsSettings {
     pub server_config: Arc<ServerConfig>,
     store: Arc<CertStore>,
+    /// Every configured certificate, `[tls]` first, for the expiry metric.
+    pub certificates: Vec<CertificateInfo>,
+}
+
+/// What the expiry metric says of one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// "default" for `[tls]`, else the first host of its `[[tls.certificates]]` entry.
+    pub label: String,
+    /// The leaf's notAfter as Unix seconds (`None`: not parseable as X.509).
+    pub not_after: Option<i64>,
+}
+
+/// notAfter of a DER certificate, in Unix seconds.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 impl fmt::Debug for TlsSettings {
@@ -54,11 +71,6 @@ impl TlsSettings {
     pub fn cert_for(&self, name: Option<&str>) -> usize {
         self.store.index_for(name)
     }
-
-    /// The leaf certificates (DER), for expiry reporting.
-    pub fn leaf_certificates(&self) -> impl Iterator<Item = &CertificateDer<'static>> {
-        self.store.certs.iter().filter_map(|c| c.cert.first())
-    }
 }
 
 pub fn provider() -> Arc<CryptoProvider> {
@@ -72,6 +84,7 @@ pub fn build(
     min_tls13: bool,
 ) -> Result<TlsSettings, TlsError> {
     let provider = provider();
+    let mut certificates = Vec::with_capacity(extra.len() + 1);
     let mut store = CertStore {
         exact: HashMap::new(),
         wildcard: Vec::new(),
@@ -91,6 +104,17 @@ pub fn build(
                 }
             }
         }
+    }
+    for (index, certified) in store.certs.iter().enumerate() {
+        let label = match index {
+            0 => "default".to_string(),
+            _ => extra[index - 1].hosts.first().map_or_else(
+                || format!("certificates[{}]", index - 1),
+                |h| h.trim().to_ascii_lowercase(),
+            ),
+        };
+        let not_after = certified.cert.first().and_then(|leaf| not_after(leaf));
+        certificates.push(CertificateInfo { label, not_after });
     }
     // Longest wildcard suffix first, so `*.a.example.org` beats `*.example.org`.
     store
@@ -115,6 +139,7 @@ pub fn build(
     Ok(TlsSettings {
         server_config: Arc::new(config),
         store,
+        certificates,
     })
 }
 
@@ -206,6 +231,16 @@ mod tests {
             inline_pem: Some((generated.cert_pem.as_bytes(), generated.key_pem.as_bytes())),
         };
         let settings = build(default, &[], false).unwrap();
+        let expiry = settings.certificates[0].not_after.unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert_eq!(settings.certificates[0].label, "default");
+        assert!(
+            expiry > now,
+            "a fresh development certificate is not expired"
+        );
         let config = &settings.server_config;
         assert_eq!(
             config.alpn_protocols,

@@ -11,6 +11,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::body::{caused_by, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody};
 use crate::errors::ProxyError;
+use crate::upstream::health::InFlightRequest;
 use crate::upstream::Upstream;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -171,10 +172,17 @@ pub async fn forward(
     });
     let mut headers = Some(headers);
 
-    let first = upstream.first_pick();
-    let mut attempt = 0;
-    let (response, captured, server_label) = loop {
-        let server = upstream.server(first, attempt);
+    // Servers this request already failed on: a retry never goes back to one.
+    let mut failed: Vec<usize> = Vec::new();
+    let mut last_error = None;
+    let (response, captured, pick) = loop {
+        let Some(pick) = upstream.pick(&failed) else {
+            // Failing fast: every server is known to be down (see README, "all servers down").
+            return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyUpstream {
+                upstream: upstream.name.clone(),
+            }));
+        };
+        let server = pick.server;
         let uri = server
             .uri_for(path_and_query)
             .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
@@ -194,24 +202,34 @@ pub async fn forward(
         )
         .await;
         match sent {
-            Ok(Ok(response)) => break (response, captured, &server.label),
+            Ok(Ok(response)) => {
+                upstream.request_succeeded(&pick);
+                break (response, captured, pick);
+            }
             Err(_elapsed) => {
                 tracing::warn!(upstream = %upstream.name, server = %server.label, "upstream response timeout");
+                upstream.request_failed(&pick);
                 return Err(ProxyError::UpstreamTimeout {
                     upstream: upstream.name.clone(),
                 });
             }
             Ok(Err(err)) => {
+                // The client's faults say nothing about the server's health.
                 if caused_by::<BodyTooLarge>(&err) {
                     return Err(ProxyError::PayloadTooLarge);
                 }
                 if caused_by::<ClientBodyError>(&err) {
                     return Err(ProxyError::ClientBody(error_chain(&err)));
                 }
+                upstream.request_failed(&pick);
                 let detail = error_chain(&err);
-                if err.is_connect() && attempt + 1 < attempts {
+                if err.is_connect() && failed.len() + 1 < attempts {
                     tracing::warn!(upstream = %upstream.name, server = %server.label, error = %detail, "connect failed, retrying on the next server");
-                    attempt += 1;
+                    failed.push(pick.index);
+                    last_error = Some(ProxyError::UpstreamConnect {
+                        upstream: upstream.name.clone(),
+                        detail,
+                    });
                     continue;
                 }
                 tracing::warn!(upstream = %upstream.name, server = %server.label, error = %detail, "upstream request failed");
@@ -229,11 +247,13 @@ pub async fn forward(
             }
         }
     };
+    let server_label = &pick.server.label;
+    let in_flight = pick.in_flight;
 
     let (mut parts, body) = response.into_parts();
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
-            return Ok(tunnel(parts, body, client_upgrade));
+            return Ok(tunnel(parts, body, client_upgrade, in_flight));
         }
         // A 101 we did not ask for cannot be honoured.
         return Err(ProxyError::UpstreamProtocol {
@@ -253,7 +273,10 @@ pub async fn forward(
         }
     }
     strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, ResponseBody::from(body)))
+    Ok(Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, in_flight),
+    ))
 }
 
 /// Answers the client's upgrade with the upstream's 101 and splices the two connections.
@@ -261,11 +284,14 @@ fn tunnel(
     mut parts: http::response::Parts,
     body: Incoming,
     client_upgrade: hyper::upgrade::OnUpgrade,
+    in_flight: InFlightRequest,
 ) -> Response<ResponseBody> {
     let protocol = parts.headers.get(header::UPGRADE).cloned();
     let upstream_response = Response::from_parts(parts.clone(), body);
     let upstream_upgrade = hyper::upgrade::on(upstream_response);
     tokio::spawn(async move {
+        // An open WebSocket is load on its server (least_conn) until it closes.
+        let _in_flight = in_flight;
         let (client, upstream) = tokio::join!(client_upgrade, upstream_upgrade);
         match (client, upstream) {
             (Ok(client), Ok(upstream)) => {

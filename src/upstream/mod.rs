@@ -1,6 +1,8 @@
-//! Upstreams: the pools of app servers (`pool`) and the forwarding of one request (`forward`).
+//! Upstreams: the pools of app servers and the choice of one per request (`pool`), their
+//! health (`health`), and the forwarding of one request (`forward`).
 
 pub mod forward;
+pub mod health;
 pub mod pool;
 
-pub use pool::{ServerAddr, Upstream, UpstreamSettings};
+pub use pool::{Balance, ServerAddr, Upstream, UpstreamSettings};

@@ -836,6 +836,19 @@ impl TestProxy {
             handle.shutdown().await;
         }
     }
+
+    /// The admin listener (start the proxy with `.listen("admin = \"127.0.0.1:0\"")`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.handle
+            .as_ref()
+            .and_then(|handle| handle.admin_addr())
+            .expect("the proxy has no admin listener")
+    }
+
+    /// `http://{admin}{path}`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin_addr(), path)
+    }
 }
 
 pub async fn read_until_close<S: AsyncRead + Unpin>(stream: &mut S, limit: Duration) -> Vec<u8> {
@@ -1253,4 +1266,164 @@ pub fn assert_no_leak(body: &str, context: &str) {
 /// A simple request with `Connection: close`.
 pub fn get_close(path: &str, host: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health checks: the running server's handle, and an upstream whose health answer is switched
+// ---------------------------------------------------------------------------------------------
+
+impl TestProxy {
+    /// The running server (reload, metrics, the snapshot in use).
+    pub fn handle(&self) -> &rampart::ServerHandle {
+        self.handle.as_ref().expect("the proxy is running")
+    }
+}
+
+#[derive(Default)]
+struct SwitchableState {
+    /// The status `/health` answers (0 until set: 200).
+    health_status: std::sync::atomic::AtomicU16,
+    /// Every `/health` request: the status it got and its Host and User-Agent.
+    checks: Mutex<Vec<(u16, Option<String>, Option<String>)>>,
+    /// Every other request's path.
+    served: Mutex<Vec<String>>,
+}
+
+/// An HTTP/1.1 upstream (TCP or unix socket) whose `/health` answers a status the test
+/// switches at will; every other path answers 200 `ok`.
+pub struct SwitchableUpstream {
+    pub addr: Option<SocketAddr>,
+    pub unix_path: Option<PathBuf>,
+    state: Arc<SwitchableState>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for SwitchableUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SwitchableUpstream {
+    pub async fn start(health_status: u16) -> SwitchableUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(SwitchableState::default());
+        state.health_status.store(health_status, Ordering::SeqCst);
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(serve_switchable(stream, st.clone()));
+            }
+        });
+        SwitchableUpstream {
+            addr: Some(addr),
+            unix_path: None,
+            state,
+            task,
+        }
+    }
+
+    pub async fn start_unix(path: &Path, health_status: u16) -> SwitchableUpstream {
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        let state = Arc::new(SwitchableState::default());
+        state.health_status.store(health_status, Ordering::SeqCst);
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(serve_switchable(stream, st.clone()));
+            }
+        });
+        SwitchableUpstream {
+            addr: None,
+            unix_path: Some(path.to_path_buf()),
+            state,
+            task,
+        }
+    }
+
+    /// The value for `servers = [...]`.
+    pub fn server(&self) -> String {
+        match (&self.addr, &self.unix_path) {
+            (Some(addr), _) => format!("http://{addr}"),
+            (None, Some(path)) => format!("unix:{}", path.display()),
+            _ => unreachable!(),
+        }
+    }
+
+    pub fn set_health(&self, status: u16) {
+        self.state.health_status.store(status, Ordering::SeqCst);
+    }
+
+    /// `(status answered, Host, User-Agent)` of every health check received.
+    pub fn checks(&self) -> Vec<(u16, Option<String>, Option<String>)> {
+        self.state.checks.lock().unwrap().clone()
+    }
+
+    pub fn check_count(&self) -> usize {
+        self.state.checks.lock().unwrap().len()
+    }
+
+    /// Requests other than health checks.
+    pub fn served(&self) -> usize {
+        self.state.served.lock().unwrap().len()
+    }
+}
+
+async fn serve_switchable<S>(stream: S, state: Arc<SwitchableState>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: Request<Incoming>| {
+        let state = state.clone();
+        async move {
+            let header = |name: &str| {
+                req.headers()
+                    .get(name)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            };
+            if req.uri().path() == "/health" {
+                let status = match state.health_status.load(Ordering::SeqCst) {
+                    0 => 200,
+                    code => code,
+                };
+                state
+                    .checks
+                    .lock()
+                    .unwrap()
+                    .push((status, header("host"), header("user-agent")));
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                return Ok::<_, Infallible>(full(status, "health\n"));
+            }
+            state
+                .served
+                .lock()
+                .unwrap()
+                .push(req.uri().path().to_string());
+            Ok(full(StatusCode::OK, "ok\n"))
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; true when it held.
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

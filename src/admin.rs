@@ -1,0 +1,201 @@
+//! The admin listener (DESIGN §4): `/metrics`, `/healthz` and `/readyz` over plain HTTP/1.1 on
+//! `listen.admin`, a private address. The public listeners never answer these paths themselves:
+//! there they are routed like any other path.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::Empty;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::ResponseBody;
+use crate::errors::plain_response;
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+use crate::Shared;
+
+/// The Prometheus text exposition format, version 0.0.4.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub async fn run(
+    listener: TcpListener,
+    shared: Shared,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    while let Some((tcp, peer)) = crate::listener::next_connection(&listener, &mut shutdown).await {
+        let header_timeout = shared.load().client.header_timeout;
+        let watcher = graceful.watcher();
+        let open = metrics.connection_opened("admin");
+        let (shared, metrics) = (shared.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let _open = open;
+            let service = service_fn(move |request| {
+                let response = answer(&request, &shared.load(), &metrics);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            // A scraper that opens a connection and sends nothing is closed like a slow client.
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(tcp), service);
+            if let Err(err) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %err, "admin connection ended with an error");
+            }
+        });
+    }
+    crate::listener::https::drain(graceful, &shared).await;
+}
+
+/// The admin endpoints: GET or HEAD only (405 otherwise), 404 for any other path.
+fn answer<B>(
+    request: &Request<B>,
+    snapshot: &Snapshot,
+    metrics: &Metrics,
+) -> Response<ResponseBody> {
+    let path = request.uri().path();
+    if !matches!(path, "/metrics" | "/healthz" | "/readyz") {
+        return plain_response(StatusCode::NOT_FOUND);
+    }
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut response = plain_response(StatusCode::METHOD_NOT_ALLOWED);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match path {
+        "/metrics" => text(StatusCode::OK, METRICS_CONTENT_TYPE, metrics.render()),
+        // Answering at all is the proof of life: the runtime schedules and the listener accepts.
+        "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
+        _ => readiness(snapshot),
+    }
+}
+
+/// Ready when every upstream of the running config has a server that may be sent requests. The
+/// body names the upstreams that have none (config names only; the admin port is private).
+fn readiness(snapshot: &Snapshot) -> Response<ResponseBody> {
+    let unready: Vec<&str> = snapshot
+        .upstreams
+        .iter()
+        .filter(|upstream| !upstream.has_healthy_server())
+        .map(|upstream| upstream.name.as_str())
+        .collect();
+    if unready.is_empty() {
+        return text(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "ready\n".into(),
+        );
+    }
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/plain; charset=utf-8",
+        format!("not ready: no healthy server in {}\n", unready.join(", ")),
+    )
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Health and metrics are live values: no cache between here and the scraper may keep them.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `http://{admin}/healthz` for the `listen.admin` of the config at `path`, when the file parses
+/// and has one. Only the syntax is read: the healthcheck needs no certificate, and a config
+/// with other mistakes still names its admin address.
+pub fn configured_healthz_url(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let file = crate::config::Source::new(path.display().to_string(), text)
+        .parse()
+        .ok()?;
+    let admin: SocketAddr = file.listen.admin?.get_ref().parse().ok()?;
+    Some(healthz_url(admin))
+}
+
+/// The URL a local client uses for a listen address: a wildcard address (`0.0.0.0`, `::`) is
+/// reached on loopback.
+pub fn healthz_url(admin: SocketAddr) -> String {
+    let ip = match admin.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/healthz", SocketAddr::new(ip, admin.port()))
+}
+
+/// `rampart healthcheck`: `Ok` when `url` (plain http) answers 200 within `limit`; otherwise
+/// one line saying why.
+pub async fn probe(url: &str, limit: Duration) -> Result<(), String> {
+    match tokio::time::timeout(limit, probe_once(url)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("{url}: no answer within {limit:?}")),
+    }
+}
+
+async fn probe_once(url: &str) -> Result<(), String> {
+    let uri: Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "{url}: only http:// URLs (the admin listener speaks plain HTTP)"
+        ));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{url}: no host"))?
+        .clone();
+    // `[::1]` in a URL, `::1` for a socket.
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|err| format!("{url}: cannot connect: {err}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|err| format!("{url}: {err}"))?;
+    tokio::spawn(connection);
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let request = Request::get(target)
+        .header(header::HOST, authority.as_str())
+        .body(Empty::<Bytes>::new())
+        .map_err(|err| format!("{url}: {err}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|err| format!("{url}: {err}"))?;
+    match response.status() {
+        StatusCode::OK => Ok(()),
+        status => Err(format!("{url} answered {status}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_admin_addresses_are_probed_on_loopback() {
+        let url = |addr: &str| healthz_url(addr.parse().unwrap());
+        assert_eq!(url("0.0.0.0:9090"), "http://127.0.0.1:9090/healthz");
+        assert_eq!(url("[::]:9090"), "http://[::1]:9090/healthz");
+        assert_eq!(url("10.1.2.3:9100"), "http://10.1.2.3:9100/healthz");
+    }
+}

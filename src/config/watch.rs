@@ -1,0 +1,218 @@
+//! Reload triggers: a change on disk of the config file or of any certificate or key it names
+//! (notify), and SIGHUP (through [`ConfigWatch::reload_now`]).
+//!
+//! Editors and Kubernetes replace files by rename (vim's backup copy, ConfigMap's `..data`
+//! symlink swap, certbot's `live/` links), which a watch on the file itself would lose. So the
+//! *directories* holding the files are watched (both the named path's and, for a symlink, its
+//! target's), events are debounced, and a reload happens only when the content of a watched
+//! file really changed: a swap file or an unrelated neighbour never reloads anything.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::reload::Reloader;
+
+/// Quiet time after the last event before the files are read: an editor's write-rename-chmod
+/// sequence or a ConfigMap's swap is one reload, not three.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// Something changed in a watched directory.
+    Changed,
+    /// SIGHUP: reload even when no content changed.
+    Signal,
+}
+
+/// Watches the config and its certificates and reloads the server on change. Dropping it
+/// stops watching.
+pub struct ConfigWatch {
+    trigger: mpsc::Sender<Trigger>,
+    task: JoinHandle<()>,
+}
+
+impl ConfigWatch {
+    /// Starts watching `config_path` and the files of the running snapshot. With
+    /// `watch_files = false` only [`reload_now`](Self::reload_now) (SIGHUP) reloads.
+    pub fn spawn(config_path: PathBuf, reloader: Reloader, watch_files: bool) -> ConfigWatch {
+        // Capacity 1 coalesces bursts: one pending trigger is as good as a hundred.
+        let (trigger, events) = mpsc::channel(1);
+        let watcher = if watch_files {
+            let sender = trigger.clone();
+            let watcher = notify::recommended_watcher(
+                move |event: notify::Result<notify::Event>| match event {
+                    Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
+                    Ok(_) => {
+                        let _ = sender.try_send(Trigger::Changed);
+                    }
+                    Err(err) => tracing::warn!(error = %err, "config watch error"),
+                },
+            );
+            match watcher {
+                Ok(watcher) => Some(watcher),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot watch the config for changes; SIGHUP still reloads");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let task = tokio::spawn(run(config_path, reloader, watcher, events));
+        ConfigWatch { trigger, task }
+    }
+
+    /// Reloads now, whether or not a file changed (SIGHUP).
+    pub fn reload_now(&self) {
+        let _ = self.trigger.try_send(Trigger::Signal);
+    }
+}
+
+impl Drop for ConfigWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run(
+    config_path: PathBuf,
+    reloader: Reloader,
+    mut watcher: Option<RecommendedWatcher>,
+    mut events: mpsc::Receiver<Trigger>,
+) {
+    let mut files = watched_files(&config_path, &reloader);
+    let mut watched = BTreeSet::new();
+    if let Some(watcher) = watcher.as_mut() {
+        update_watches(watcher, &mut watched, &files);
+    }
+    let mut last = fingerprint(&files).await;
+
+    while let Some(first) = events.recv().await {
+        let mut forced = first == Trigger::Signal;
+        // Debounce: wait until events stop for DEBOUNCE.
+        loop {
+            match tokio::time::timeout(DEBOUNCE, events.recv()).await {
+                Ok(Some(trigger)) => forced |= trigger == Trigger::Signal,
+                Ok(None) => return,
+                Err(_quiet) => break,
+            }
+        }
+        let current = fingerprint(&files).await;
+        if !forced && current == last {
+            continue;
+        }
+        if forced {
+            tracing::info!(path = %config_path.display(), "SIGHUP: reloading the config");
+        } else {
+            tracing::info!(path = %config_path.display(), "config or certificate changed on disk: reloading");
+        }
+        let path = config_path.clone();
+        let worker = reloader.clone();
+        // Reading files and building TLS configs is blocking work: off the runtime threads.
+        let result = tokio::task::spawn_blocking(move || worker.reload_file(&path)).await;
+        if result.is_ok_and(|r| r.is_ok()) {
+            files = watched_files(&config_path, &reloader);
+            if let Some(watcher) = watcher.as_mut() {
+                update_watches(watcher, &mut watched, &files);
+            }
+            last = fingerprint(&files).await;
+        } else {
+            // Refused: remember what was refused, so only a further change retries.
+            last = current;
+        }
+    }
+}
+
+/// The config file and every certificate and key of the running snapshot.
+fn watched_files(config_path: &Path, reloader: &Reloader) -> Vec<PathBuf> {
+    let mut files = vec![config_path.to_path_buf()];
+    for file in &reloader.snapshot().files {
+        if !files.contains(file) {
+            files.push(file.clone());
+        }
+    }
+    files
+}
+
+/// The directories to watch: each file's own, and its symlink target's.
+fn directories(files: &[PathBuf]) -> BTreeSet<PathBuf> {
+    let mut dirs = BTreeSet::new();
+    for file in files {
+        let candidates = [Some(file.clone()), std::fs::canonicalize(file).ok()];
+        for path in candidates.into_iter().flatten() {
+            let dir = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            dirs.insert(dir);
+        }
+    }
+    dirs
+}
+
+fn update_watches(
+    watcher: &mut RecommendedWatcher,
+    watched: &mut BTreeSet<PathBuf>,
+    files: &[PathBuf],
+) {
+    let wanted = directories(files);
+    for gone in watched.difference(&wanted) {
+        let _ = watcher.unwatch(gone);
+    }
+    watched.retain(|dir| wanted.contains(dir));
+    for dir in wanted {
+        if watched.contains(&dir) {
+            continue;
+        }
+        match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                watched.insert(dir);
+            }
+            Err(err) => {
+                tracing::warn!(dir = %dir.display(), error = %err, "cannot watch directory; SIGHUP still reloads");
+            }
+        }
+    }
+}
+
+/// A digest of each file's content (`None`: unreadable right now).
+async fn fingerprint(files: &[PathBuf]) -> Vec<Option<u64>> {
+    let mut digests = Vec::with_capacity(files.len());
+    for file in files {
+        let digest = tokio::fs::read(file).await.ok().map(|bytes| {
+            let mut hasher = DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            hasher.finish()
+        });
+        digests.push(digest);
+    }
+    digests
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watches_the_directory_of_a_file_and_of_its_symlink_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("cert.pem"), "x").unwrap();
+        let link_dir = dir.path().join("live");
+        std::fs::create_dir(&link_dir).unwrap();
+        std::os::unix::fs::symlink(real.join("cert.pem"), link_dir.join("cert.pem")).unwrap();
+
+        let dirs = directories(&[link_dir.join("cert.pem"), PathBuf::from("rampart.toml")]);
+        assert!(dirs.contains(&link_dir));
+        assert!(dirs.contains(&std::fs::canonicalize(&real).unwrap()));
+        assert!(dirs.contains(&PathBuf::from(".")));
+    }
+}

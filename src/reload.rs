@@ -1,0 +1,120 @@
+//! Applying a new config to a running server. A snapshot is built and validated whole, away
+//! from the request path; only a complete one is swapped in, in one atomic store. Requests in
+//! flight, open WebSockets and long downloads keep the snapshot they started with.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::{self, ConfigErrors, MissingCert};
+use crate::metrics::Metrics;
+use crate::snapshot::{Listen, Snapshot};
+use crate::Shared;
+
+/// Swaps snapshots into a running server. Cheap to clone: the file watcher and the SIGHUP
+/// handler each hold one.
+#[derive(Clone)]
+pub struct Reloader {
+    shared: Shared,
+    metrics: Arc<Metrics>,
+}
+
+impl Reloader {
+    pub(crate) fn new(shared: Shared, metrics: Arc<Metrics>) -> Self {
+        Reloader { shared, metrics }
+    }
+
+    /// The snapshot requests are served with right now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.load_full()
+    }
+
+    /// Reads, validates and applies the config file. On any error the running snapshot stays,
+    /// every error is logged with file:line:key, and `rampart_config_reloads_total{result="failure"}`
+    /// counts it.
+    pub fn reload_file(&self, path: &Path) -> Result<(), ConfigErrors> {
+        // A certificate that is missing now is an error, never a reason to generate one.
+        match config::load_file_with(path, MissingCert::Refuse) {
+            Ok(snapshot) => {
+                self.apply(snapshot);
+                Ok(())
+            }
+            Err(errors) => {
+                self.refuse(&errors);
+                Err(errors)
+            }
+        }
+    }
+
+    /// Swaps in a snapshot that is already valid.
+    pub fn apply(&self, snapshot: Snapshot) {
+        report_listen_changes(&self.shared.load().listen, &snapshot.listen);
+        for warning in &snapshot.warnings {
+            tracing::warn!("{warning}");
+        }
+        self.record_certificates(&snapshot);
+        // Before the swap: servers kept from the running config keep their health.
+        let running = &self.shared.load().upstreams;
+        crate::upstream::health::spawn(&snapshot.upstreams, Some(running), &self.metrics);
+        self.shared.store(Arc::new(snapshot));
+        self.metrics
+            .config_reloads
+            .with_label_values(&["success"])
+            .inc();
+        self.metrics.config_last_reload_success.set(unix_now());
+        tracing::info!("config reloaded");
+    }
+
+    fn refuse(&self, errors: &ConfigErrors) {
+        for error in &errors.0 {
+            tracing::error!("{error}");
+        }
+        tracing::error!(
+            errors = errors.0.len(),
+            "config reload refused: the running config stays"
+        );
+        self.metrics
+            .config_reloads
+            .with_label_values(&["failure"])
+            .inc();
+    }
+
+    /// `rampart_certificate_expiry_timestamp_seconds`, replaced whole so that a certificate
+    /// removed from the config leaves no stale series.
+    pub(crate) fn record_certificates(&self, snapshot: &Snapshot) {
+        let gauge = &self.metrics.certificate_expiry;
+        gauge.reset();
+        for info in &snapshot.tls.certificates {
+            if let Some(not_after) = info.not_after {
+                gauge
+                    .with_label_values(&[info.label.as_str()])
+                    .set(not_after);
+            }
+        }
+    }
+}
+
+/// Listeners are bound once: a changed address is reported, and the old one keeps serving.
+fn report_listen_changes(current: &Listen, next: &Listen) {
+    let pairs = [
+        ("listen.https", Some(current.https), Some(next.https)),
+        ("listen.http", current.http, next.http),
+        ("listen.admin", current.admin, next.admin),
+    ];
+    for (key, old, new) in pairs {
+        if old != new {
+            tracing::warn!(
+                key,
+                old = ?old,
+                new = ?new,
+                "listen address changed: restart rampart to apply it; the running listeners stay as they are"
+            );
+        }
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

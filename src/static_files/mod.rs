@@ -1,0 +1,410 @@
+//! Stage 8, the `static` action: files under a route's `root`, the way nginx serves Django's
+//! collected static files and user uploads, so the app never sees those requests.
+//!
+//! A request goes: method (GET/HEAD) → [`request_path`] (the raw path checked, mapped to
+//! segments below the root) → `deny_extensions` → one blocking task that resolves and opens the
+//! file ([`resolve`]: open inside the root, then verify), picks a precompressed sibling
+//! ([`encoding`]), evaluates the validators, conditions and Range ([`conditional`]) and reads a
+//! small body → the response, whose larger bodies stream in bounded chunks ([`stream`]).
+
+mod conditional;
+mod encoding;
+mod request_path;
+mod resolve;
+mod stream;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::actions::redirect_response;
+use crate::body::ResponseBody;
+use crate::errors::ProxyError;
+use crate::path::{encode_path, encode_query};
+use conditional::{Conditions, Precondition, RangeAnswer, Validators};
+use encoding::Encoding;
+use request_path::Target;
+use resolve::{Found, ResolveError};
+use stream::{read_exact_at, FileBody, CHUNK};
+
+/// A compiled `static = { root, cache_control, deny_extensions, index }`.
+#[derive(Debug)]
+pub struct StaticFiles {
+    /// Canonical (resolved once at load): every served file's real path starts with it.
+    root: PathBuf,
+    cache_control: Option<HeaderValue>,
+    /// Lowercase suffixes with their dot (`.php`, `.tar.gz`).
+    deny_suffixes: Vec<String>,
+    /// A plain file name, served for a directory.
+    index: Option<String>,
+}
+
+impl StaticFiles {
+    /// `root` must be canonical; `deny_extensions` lowercase, without the leading dot.
+    pub fn new(
+        root: PathBuf,
+        cache_control: Option<HeaderValue>,
+        deny_extensions: &[String],
+        index: Option<String>,
+    ) -> Self {
+        StaticFiles {
+            root,
+            cache_control,
+            deny_suffixes: deny_extensions
+                .iter()
+                .map(|ext| format!(".{ext}"))
+                .collect(),
+            index,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Answers a request the router gave this route. `normalized` is the routed path and
+    /// `prefix` the route's path prefix.
+    pub async fn serve<B>(
+        self: &Arc<Self>,
+        request: &Request<B>,
+        normalized: &str,
+        prefix: &str,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        let head = match *request.method() {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => {
+                return Err(ProxyError::MethodNotAllowed {
+                    allow: HeaderValue::from_static("GET, HEAD"),
+                })
+            }
+        };
+        let target = request_path::target(request.uri().path(), normalized, prefix)?;
+        if target.segments.last().is_some_and(|name| self.denied(name)) {
+            return Err(ProxyError::FileNotFound);
+        }
+        let lookup = Lookup {
+            target,
+            conditions: Conditions::from_headers(request.headers()),
+            encodings: encoding::accepted(request.headers()),
+            head,
+        };
+        // Every file system call of the request in one blocking task: one hop off the runtime.
+        let files = self.clone();
+        let plan = tokio::task::spawn_blocking(move || files.plan(lookup))
+            .await
+            .map_err(|err| ProxyError::FileSystem(err.to_string()))??;
+        Ok(match plan {
+            Plan::AddSlash => add_slash(normalized, request.uri().query())?,
+            Plan::NotModified(meta) => {
+                let mut response = Response::new(ResponseBody::empty());
+                *response.status_mut() = StatusCode::NOT_MODIFIED;
+                self.validator_headers(response.headers_mut(), &meta);
+                response
+            }
+            Plan::Send {
+                meta,
+                status,
+                content_length,
+                content_range,
+                body,
+            } => {
+                let body = match body {
+                    PlannedBody::Empty => ResponseBody::empty(),
+                    PlannedBody::Bytes(bytes) => ResponseBody::full(bytes),
+                    PlannedBody::File(file) => ResponseBody::boxed(file),
+                };
+                let mut response = Response::new(body);
+                *response.status_mut() = status;
+                let headers = response.headers_mut();
+                headers.insert(header::CONTENT_TYPE, meta.content_type.clone());
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(content_length));
+                match meta.encoding {
+                    Some(encoding) => {
+                        headers.insert(header::CONTENT_ENCODING, encoding.content_encoding());
+                    }
+                    // Ranges are served for the file itself only (see `plan`).
+                    None => {
+                        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                    }
+                }
+                if let Some(range) = content_range {
+                    headers.insert(header::CONTENT_RANGE, range);
+                }
+                self.validator_headers(headers, &meta);
+                response
+            }
+        })
+    }
+
+    /// What 200, 206 and 304 all carry (RFC 9110 §15.4.5: a 304 repeats ETag, Cache-Control
+    /// and Vary).
+    fn validator_headers(&self, headers: &mut HeaderMap, meta: &Meta) {
+        headers.insert(header::ETAG, meta.etag.clone());
+        headers.insert(header::LAST_MODIFIED, meta.last_modified.clone());
+        // Every answer may depend on Accept-Encoding (a sibling may appear at any deploy), so
+        // a cache must key on it even when no sibling exists today.
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        if let Some(cache_control) = &self.cache_control {
+            headers.insert(header::CACHE_CONTROL, cache_control.clone());
+        }
+    }
+
+    fn denied(&self, name: &str) -> bool {
+        if self.deny_suffixes.is_empty() {
+            return false;
+        }
+        let name = name.to_ascii_lowercase();
+        self.deny_suffixes
+            .iter()
+            .any(|suffix| name.ends_with(suffix.as_str()))
+    }
+
+    /// The blocking part: resolve, open, choose the representation, evaluate the conditions.
+    fn plan(&self, lookup: Lookup) -> Result<Plan, ProxyError> {
+        let Lookup {
+            target,
+            conditions,
+            encodings,
+            head,
+        } = lookup;
+        let mut path = self.root.clone();
+        path.extend(&target.segments);
+        let (identity, path, name) = match self.open(&path)? {
+            // `app.css/` names a directory that does not exist.
+            Found::File(_) if target.trailing_slash => return Err(ProxyError::FileNotFound),
+            Found::File(opened) => {
+                let name = target.segments.last().cloned().unwrap_or_default();
+                (opened, path, name)
+            }
+            Found::Directory => {
+                let Some(index) = &self.index else {
+                    return Err(ProxyError::FileNotFound);
+                };
+                // As nginx does: relative links in the index resolve against the directory.
+                if !target.trailing_slash {
+                    return Ok(Plan::AddSlash);
+                }
+                let path = path.join(index);
+                match self.open(&path)? {
+                    Found::File(opened) => (opened, path, index.clone()),
+                    Found::Directory => return Err(ProxyError::FileNotFound),
+                }
+            }
+        };
+        // A link `notes.txt → shell.php` inside the root must not serve the denied file.
+        let real_name = identity.real_name.to_string_lossy();
+        if self.denied(&name) || self.denied(&real_name) {
+            return Err(ProxyError::FileNotFound);
+        }
+
+        let mut chosen = (identity, None);
+        for encoding in encodings {
+            let mut sibling = path.clone().into_os_string();
+            sibling.push(encoding.extension());
+            if let Ok(Found::File(opened)) = self.open(Path::new(&sibling)) {
+                chosen = (opened, Some(encoding));
+                break;
+            }
+        }
+        let (opened, encoding) = chosen;
+
+        let len = opened.metadata.len();
+        let validators = Validators::new(
+            len,
+            opened.metadata.modified().ok(),
+            encoding.map_or("", Encoding::etag_suffix),
+        );
+        let meta = Meta {
+            content_type: content_type(&name),
+            etag: HeaderValue::from_str(&validators.etag)
+                .map_err(|err| ProxyError::FileSystem(err.to_string()))?,
+            last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(
+                validators.last_modified,
+            ))
+            .map_err(|err| ProxyError::FileSystem(err.to_string()))?,
+            encoding,
+        };
+        match conditional::evaluate(&conditions, &validators) {
+            Precondition::Failed => return Err(ProxyError::PreconditionFailed),
+            Precondition::NotModified => return Ok(Plan::NotModified(meta)),
+            Precondition::Proceed => {}
+        }
+
+        // Range is defined for GET only (RFC 9110 §14.2). A precompressed variant is always
+        // sent whole: ranges of it would be ranges of the compressed bytes, which a client
+        // resuming a download of the file cannot use.
+        let answer = if head || encoding.is_some() {
+            RangeAnswer::Whole
+        } else {
+            conditional::range(&conditions, &validators, len)
+        };
+        let (status, start, content_length, content_range) = match answer {
+            RangeAnswer::Whole => (StatusCode::OK, 0, len, None),
+            RangeAnswer::Part { start, end } => {
+                let range = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+                    .map_err(|err| ProxyError::FileSystem(err.to_string()))?;
+                (
+                    StatusCode::PARTIAL_CONTENT,
+                    start,
+                    end - start + 1,
+                    Some(range),
+                )
+            }
+            RangeAnswer::Unsatisfiable => {
+                return Err(ProxyError::RangeNotSatisfiable { length: len })
+            }
+        };
+        let body = if head {
+            PlannedBody::Empty
+        } else if content_length <= CHUNK as u64 {
+            // One read here saves the streaming body its own trip to a blocking thread.
+            let bytes = read_exact_at(&opened.file, start, content_length as usize)
+                .map_err(|err| ProxyError::FileSystem(err.to_string()))?;
+            PlannedBody::Bytes(bytes)
+        } else {
+            PlannedBody::File(FileBody::new(opened.file, start, content_length))
+        };
+        Ok(Plan::Send {
+            meta,
+            status,
+            content_length,
+            content_range,
+            body,
+        })
+    }
+
+    fn open(&self, path: &Path) -> Result<Found, ProxyError> {
+        resolve::open_inside_root(&self.root, path).map_err(|err| match err {
+            ResolveError::NotFound => ProxyError::FileNotFound,
+            ResolveError::Outside(real) => {
+                tracing::warn!(
+                    root = %self.root.display(),
+                    target = %real.display(),
+                    "static: a path under the root leads outside it (symlink); refused"
+                );
+                ProxyError::FileNotFound
+            }
+            ResolveError::PermissionDenied => {
+                tracing::warn!(path = %path.display(), "static: permission denied; answered 404");
+                ProxyError::FileNotFound
+            }
+            ResolveError::Io(err) => ProxyError::FileSystem(format!("{}: {err}", path.display())),
+        })
+    }
+}
+
+/// What the blocking task needs from the request, owned.
+struct Lookup {
+    target: Target,
+    conditions: Conditions,
+    encodings: Vec<Encoding>,
+    head: bool,
+}
+
+enum Plan {
+    /// A directory with an index was asked for without its trailing slash.
+    AddSlash,
+    NotModified(Meta),
+    Send {
+        meta: Meta,
+        status: StatusCode,
+        content_length: u64,
+        content_range: Option<HeaderValue>,
+        body: PlannedBody,
+    },
+}
+
+enum PlannedBody {
+    /// HEAD: the headers of a GET, no body.
+    Empty,
+    /// Up to one chunk, read while the file was opened.
+    Bytes(Bytes),
+    File(FileBody),
+}
+
+/// The chosen representation's headers.
+struct Meta {
+    content_type: HeaderValue,
+    etag: HeaderValue,
+    last_modified: HeaderValue,
+    encoding: Option<Encoding>,
+}
+
+/// 301 to the directory with its slash; the query string is kept. The path is the normalized
+/// one (it starts with a single `/`, so the Location stays on this site), percent-encoded.
+fn add_slash(normalized: &str, query: Option<&str>) -> Result<Response<ResponseBody>, ProxyError> {
+    let mut location = String::with_capacity(normalized.len() + 1);
+    encode_path(normalized, &mut location);
+    location.push('/');
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        location.push('?');
+        encode_query(query, &mut location);
+    }
+    let location = HeaderValue::from_str(&location)
+        .map_err(|_| ProxyError::BadRequest("path not representable in Location"))?;
+    Ok(redirect_response(StatusCode::MOVED_PERMANENTLY, location))
+}
+
+/// By extension; `; charset=utf-8` for text; `application/octet-stream` when unknown (with
+/// `nosniff`, browsers then download rather than guess).
+fn content_type(name: &str) -> HeaderValue {
+    let Some(mime) = mime_guess::from_path(name).first_raw() else {
+        return HeaderValue::from_static("application/octet-stream");
+    };
+    let text = mime.starts_with("text/")
+        || mime.ends_with("+xml")
+        || mime.ends_with("+json")
+        || matches!(
+            mime,
+            "application/javascript" | "application/json" | "application/xml"
+        );
+    if !text {
+        return HeaderValue::from_static(mime);
+    }
+    HeaderValue::from_str(&format!("{mime}; charset=utf-8"))
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        let ct = |name| content_type(name).to_str().unwrap().to_string();
+        assert_eq!(ct("app.css"), "text/css; charset=utf-8");
+        assert_eq!(ct("app.js"), "text/javascript; charset=utf-8");
+        assert_eq!(ct("app.mjs"), "application/javascript; charset=utf-8");
+        assert_eq!(ct("data.json"), "application/json; charset=utf-8");
+        assert_eq!(ct("logo.svg"), "image/svg+xml; charset=utf-8");
+        assert_eq!(
+            ct("site.webmanifest"),
+            "application/manifest+json; charset=utf-8"
+        );
+        assert_eq!(ct("index.html"), "text/html; charset=utf-8");
+        assert_eq!(ct("photo.JPG"), "image/jpeg");
+        assert_eq!(ct("font.woff2"), "font/woff2");
+        assert_eq!(ct("blob.unknownext"), "application/octet-stream");
+        assert_eq!(ct("README"), "application/octet-stream");
+    }
+
+    #[test]
+    fn deny_extensions_match_suffixes_case_insensitively() {
+        let files = StaticFiles::new(
+            PathBuf::from("/"),
+            None,
+            &["php".into(), "tar.gz".into()],
+            None,
+        );
+        assert!(files.denied("shell.php"));
+        assert!(files.denied("SHELL.PhP"));
+        assert!(files.denied("a.tar.gz"));
+        assert!(!files.denied("a.gz"));
+        assert!(!files.denied("php"));
+        assert!(!files.denied("shell.php.txt"));
+    }
+}
