@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
