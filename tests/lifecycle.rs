@@ -242,3 +242,37 @@ fn proxy_mode_refuses_a_bad_upstream_url() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_grace_bounds_the_wait_for_a_slow_request() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(&up.server(), "v0").replace(
+        "https = \"127.0.0.1:0\"",
+        "https = \"127.0.0.1:0\"\nshutdown_grace = \"1s\"",
+    );
+    std::fs::write(dir.path().join("cfg.toml"), text).unwrap();
+    let (mut proc, https) = start(dir.path(), &["run", "-c", "cfg.toml"]).await;
+    let client = client(dir.path(), https, false);
+    let slow = tokio::spawn(
+        client
+            .get(format!("https://localhost:{}/slow/20000", https.port()))
+            .send(),
+    );
+    assert!(up.wait_for(Duration::from_secs(10), |r| r.len() == 1).await);
+    let signalled = Instant::now();
+    signal(&proc, "TERM");
+    let status = proc
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("rampart exits once the grace has passed");
+    let waited = signalled.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        waited >= Duration::from_millis(900),
+        "it waited for the grace period: {waited:?}"
+    );
+    proc.wait_for_line("shutdown grace elapsed", Duration::from_secs(1))
+        .await;
+    assert!(slow.await.unwrap().is_err(), "the slow request was cut off");
+}
