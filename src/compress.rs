@@ -66,11 +66,13 @@ pub struct Negotiation {
 }
 
 impl Negotiation {
-    /// The request's `Range` is not needed: a 206 is never compressed, and a 200 to a range
-    /// request is the whole representation.
+    /// A request with `Cache-Control: no-transform` (RFC 9111 §5.2.1.6) gets no coding. The
+    /// request's `Range` is not needed: a 206 is never compressed, and a 200 to a range request
+    /// is the whole representation.
     pub fn of<B>(request: &Request<B>) -> Negotiation {
+        let headers = request.headers();
         Negotiation {
-            encoding: negotiate(request.headers()),
+            encoding: negotiate(headers).filter(|_| !no_transform(headers)),
             head: request.method() == Method::HEAD,
         }
     }
@@ -148,9 +150,7 @@ pub fn negotiate(headers: &HeaderMap) -> Option<Encoding> {
 fn quality<'a>(params: impl Iterator<Item = &'a str>) -> Option<u16> {
     let mut q = 1000;
     for param in params {
-        let Some((name, value)) = param.split_once('=') else {
-            return None;
-        };
+        let (name, value) = param.split_once('=')?;
         if !name.trim().eq_ignore_ascii_case("q") {
             continue;
         }
@@ -195,13 +195,7 @@ pub fn compressible_response(status: StatusCode, headers: &HeaderMap) -> bool {
         return false;
     }
     // RFC 9111 §5.2.2.6: a proxy must not change the content of a no-transform response.
-    let no_transform = headers.get_all(CACHE_CONTROL).iter().any(|value| {
-        value.to_str().is_ok_and(|text| {
-            text.split(',')
-                .any(|directive| directive.trim().eq_ignore_ascii_case("no-transform"))
-        })
-    });
-    if no_transform || DIGEST_HEADERS.iter().any(|name| headers.contains_key(name)) {
+    if no_transform(headers) || DIGEST_HEADERS.iter().any(|name| headers.contains_key(name)) {
         return false;
     }
     let large_enough = match headers.get(CONTENT_LENGTH) {
@@ -213,6 +207,16 @@ pub fn compressible_response(status: StatusCode, headers: &HeaderMap) -> bool {
             .is_some_and(|length| length >= MIN_SIZE),
     };
     large_enough && headers.get(CONTENT_TYPE).is_some_and(compressible_type)
+}
+
+/// `Cache-Control: no-transform`, in any of the header's lines.
+fn no_transform(headers: &HeaderMap) -> bool {
+    headers.get_all(CACHE_CONTROL).iter().any(|value| {
+        value.to_str().is_ok_and(|text| {
+            text.split(',')
+                .any(|directive| directive.trim().eq_ignore_ascii_case("no-transform"))
+        })
+    })
 }
 
 /// Text and text-like types. Media that is already compressed (images, audio, video, zip,
@@ -282,8 +286,9 @@ fn weaken_etag(headers: &mut HeaderMap) {
 }
 
 /// A compressor writing into memory: it never waits, so it is driven from within `poll_frame`.
+/// Brotli's state is large (several KiB before its buffers), hence the box.
 enum Encoder {
-    Brotli(BrotliEncoder<Vec<u8>>),
+    Brotli(Box<BrotliEncoder<Vec<u8>>>),
     Gzip(GzipEncoder<Vec<u8>>),
 }
 
@@ -294,7 +299,7 @@ impl Encoder {
                 let params = async_compression::brotli::EncoderParams::default()
                     .quality(Level::Precise(BROTLI_QUALITY))
                     .window_size(BROTLI_WINDOW_BITS);
-                Encoder::Brotli(BrotliEncoder::with_params(Vec::new(), params))
+                Encoder::Brotli(Box::new(BrotliEncoder::with_params(Vec::new(), params)))
             }
             Encoding::Gzip => Encoder::Gzip(GzipEncoder::with_quality(
                 Vec::new(),
@@ -305,7 +310,7 @@ impl Encoder {
 
     fn writer(&mut self) -> Pin<&mut (dyn AsyncWrite + Unpin)> {
         let writer: &mut (dyn AsyncWrite + Unpin) = match self {
-            Encoder::Brotli(encoder) => encoder,
+            Encoder::Brotli(encoder) => encoder.as_mut(),
             Encoder::Gzip(encoder) => encoder,
         };
         Pin::new(writer)

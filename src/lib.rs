@@ -15,6 +15,8 @@ pub mod client_ip;
 pub mod compress;
 pub mod config;
 pub mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod listener;
 pub mod metrics;
 pub mod path;

@@ -328,7 +328,11 @@ async fn act(
 }
 
 /// Request-smuggling and request-target checks (RFC 9112 §3.2, §6.3).
-fn check_request<B>(request: &Request<B>, max_header_bytes: usize) -> Result<(), ProxyError> {
+/// `pub(crate)` for `fuzzing`.
+pub(crate) fn check_request<B>(
+    request: &Request<B>,
+    max_header_bytes: usize,
+) -> Result<(), ProxyError> {
     let headers = request.headers();
     if request.method() == Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not proxied"));
@@ -410,7 +414,8 @@ pub struct RequestHost {
     pub value: HeaderValue,
 }
 
-fn request_host<B>(request: &Request<B>) -> Result<RequestHost, ProxyError> {
+/// `pub(crate)` for `fuzzing`.
+pub(crate) fn request_host<B>(request: &Request<B>) -> Result<RequestHost, ProxyError> {
     let header_host = request.headers().get(header::HOST);
     let uri_host = request.uri().authority();
     let value = match (uri_host, header_host) {
@@ -476,7 +481,8 @@ pub fn host_name(value: &HeaderValue) -> Option<String> {
 }
 
 /// The client's X-Request-Id when it is a sane token (1–128 of `[A-Za-z0-9._-]`), else a new one.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
+/// `pub(crate)` for `fuzzing`.
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(id) = headers.get(&X_REQUEST_ID) {
         let bytes = id.as_bytes();
         if !bytes.is_empty()

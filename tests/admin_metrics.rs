@@ -122,7 +122,7 @@ fn route_config(up: &TestUpstream) -> String {
     format!(
         "{}\n\
          [[routes]]\nname = \"api\"\npath = \"/api/\"\nupstream = \"app\"\n\
-         [[routes]]\nname = \"app\"\npath = \"/app/\"\nupstream = \"app\"\n",
+         [[routes]]\nname = \"app\"\npath = \"/status/\"\nupstream = \"app\"\n",
         upstream_toml("app", &[up.server()], "")
     )
 }
@@ -155,11 +155,7 @@ async fn requests_are_counted_by_route_method_and_status() {
         .unwrap();
     assert_eq!(r.status(), 200);
     for _ in 0..2 {
-        let r = client
-            .get(proxy.url("/app/status/503"))
-            .send()
-            .await
-            .unwrap();
+        let r = client.get(proxy.url("/status/503")).send().await.unwrap();
         assert_eq!(r.status(), 503);
     }
     // No route: 404, and a path that climbs above / is refused before routing: 400.
@@ -381,19 +377,23 @@ async fn random_traffic(proxy: &TestProxy, seed: u64, count: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_paths_hosts_and_forwarded_for_leave_the_series_unchanged() {
-    let up = TestUpstream::start().await;
+    // A canned answer: the upstream's own cost stays out of the request rate.
+    let up = RawUpstream::start(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n".to_vec()).await;
     let proxy = TestProxy::builder()
         .listen(ADMIN)
         .config("[client]\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
-        .config(&simple_config(&up))
+        .config(&format!(
+            "{}\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"app\"\n",
+            upstream_toml("app", &[up.server()], "")
+        ))
         .start()
         .await;
     // A first round creates every series this traffic can touch (200 and 400, route "app" and
     // "-"); the big round after it must add none.
-    let warm = random_traffic(&proxy, 1, 640).await;
+    let warm = random_traffic(&proxy, 1, 320).await;
     let before = scrape(&proxy).await;
     let started = Instant::now();
-    let sent = random_traffic(&proxy, 2, 12_800).await;
+    let sent = random_traffic(&proxy, 2, 5_120).await;
     let elapsed = started.elapsed();
     let after = scrape(&proxy).await;
     println!("{sent} random requests in {elapsed:?}");
@@ -449,7 +449,7 @@ async fn admin_paths_on_the_public_listener_are_routed_like_any_path() {
     for path in ["/metrics", "/healthz", "/readyz"] {
         let r = client.get(proxied.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
-        let echo: serde_json::Value = r.json().await.unwrap();
+        let echo: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
         assert_eq!(echo["path"], path, "the app answered {path}");
     }
     assert_eq!(up.count(), 3);
@@ -492,17 +492,21 @@ async fn admin_endpoints_answer_get_and_head_only() {
     let ready = admin_get(&proxy, "/readyz").await;
     assert_eq!((ready.status, ready.body_str().as_str()), (200, "ready\n"));
 
-    let head = admin_raw(
-        &proxy,
-        "HEAD /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(head.status, 200);
-    assert_eq!(
-        head.header("content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+    // HEAD: the head of GET /metrics, and not one byte of body after it.
+    let mut stream = TcpStream::connect(proxy.admin_addr()).await.unwrap();
+    stream
+        .write_all(b"HEAD /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let bytes = read_until_close(&mut stream, RAW_READ_LIMIT).await;
+    let head_end = find(&bytes, b"\r\n\r\n").expect("a response head") + 4;
+    assert_eq!(head_end, bytes.len(), "no body after the head");
+    let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert!(
+        head.contains("\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+        "{head}"
     );
-    assert!(head.body.is_empty());
 
     let post = admin_raw(
         &proxy,

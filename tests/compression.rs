@@ -537,11 +537,40 @@ async fn get_with(client: &reqwest::Client, proxy: &TestProxy, path: &str) -> u1
 #[tokio::test]
 async fn no_transform_is_respected() {
     let page = text(20_000);
-    let app = html_app(20_000, &[("cache-control", "public, no-transform")]).await;
+    let app = App::start(|parts| {
+        let cache_control = if parts.uri.path() == "/no-transform" {
+            "public, No-Transform"
+        } else {
+            "public, max-age=60"
+        };
+        reply(
+            "text/html",
+            text(20_000),
+            &[("cache-control", cache_control)],
+        )
+    })
+    .await;
     let proxy = app.proxy().await;
-    let got = get(&proxy.client_h2(), &proxy.url("/page"), Some("br, gzip")).await;
-    assert_untouched(&got, &page, "no-transform");
+    let client = proxy.client_h2();
+    // The upstream's no-transform: left exactly as sent.
+    let got = get(&client, &proxy.url("/no-transform"), Some("br, gzip")).await;
+    assert_untouched(&got, &page, "response no-transform");
     assert_eq!(got.one("vary"), None);
+    // The client's no-transform: not compressed for it, but the response still varies.
+    let got = send(
+        &client,
+        reqwest::Method::GET,
+        &proxy.url("/page"),
+        &[
+            ("accept-encoding", "br, gzip"),
+            ("cache-control", "no-transform"),
+        ],
+    )
+    .await;
+    assert_untouched(&got, &page, "request no-transform");
+    assert_eq!(got.all("vary"), ["Accept-Encoding"]);
+    let got = get(&client, &proxy.url("/page"), Some("br, gzip")).await;
+    assert_compressed(&got, "br", &page, "without no-transform").await;
 }
 
 #[tokio::test]

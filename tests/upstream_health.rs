@@ -55,6 +55,23 @@ fn gauge_line(upstream: &str, server: &str, value: u8) -> String {
     )
 }
 
+fn in_flight(proxy: &TestProxy, server: &str) -> usize {
+    upstream_named(proxy, "app")
+        .servers()
+        .iter()
+        .find(|s| s.label == server)
+        .expect("the server is in the upstream")
+        .health()
+        .in_flight()
+}
+
+async fn settle(proxy: &TestProxy, server: String, count: usize) {
+    assert!(
+        eventually(WAIT, || in_flight(proxy, &server) == count).await,
+        "{server} never reached {count} requests in flight"
+    );
+}
+
 /// The status of a GET, its body read to the end.
 async fn get_status(proxy: &TestProxy, client: &reqwest::Client, path: &str) -> u16 {
     let response = client.get(proxy.url(path)).send().await.unwrap();
@@ -95,12 +112,15 @@ async fn active_check_ejects_a_failing_server_and_traffic_goes_to_the_healthy_on
 
     // The check: Host is the server's address (`localhost` for a unix socket), and it says
     // who it is.
-    let (status, host, agent) = good.checks()[0].clone();
-    assert_eq!(status, 200);
-    assert_eq!(host, Some(good.addr.unwrap().to_string()));
-    assert_eq!(agent.as_deref(), Some("rampart-health-check"));
-    let (status, host, _) = bad.checks()[0].clone();
-    assert_eq!((status, host.as_deref()), (500, Some("localhost")));
+    let check = good.checks()[0].clone();
+    assert_eq!(check.status, 200);
+    assert_eq!(check.host, Some(good.addr.unwrap().to_string()));
+    assert_eq!(check.user_agent.as_deref(), Some("rampart-health-check"));
+    let check = bad.checks()[0].clone();
+    assert_eq!(
+        (check.status, check.host.as_deref()),
+        (500, Some("localhost"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +137,7 @@ async fn an_ejected_server_comes_back_after_healthy_consecutive_good_checks() {
     assert!(
         eventually(WAIT, || flaky.checks()[checks_before..]
             .iter()
-            .any(|c| c.0 == 200))
+            .any(|c| c.status == 200))
         .await
     );
     assert!(
@@ -127,7 +147,7 @@ async fn an_ejected_server_comes_back_after_healthy_consecutive_good_checks() {
     assert!(eventually(WAIT, || server_healthy(&proxy, "app", &flaky.server())).await);
     let good_checks = flaky.checks()[checks_before..]
         .iter()
-        .filter(|c| c.0 == 200)
+        .filter(|c| c.status == 200)
         .count();
     assert!(good_checks >= 3, "back after {good_checks} good checks");
     let metrics = proxy.handle().metrics().render();
@@ -223,7 +243,11 @@ async fn passive_failures_zero_never_ejects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_server_is_never_ejected_passively() {
     let dead = format!("http://{}", dead_addr().await);
-    let proxy = TestProxy::start(&app_config(&[dead.clone()], "passive_failures = 1")).await;
+    let proxy = TestProxy::start(&app_config(
+        std::slice::from_ref(&dead),
+        "passive_failures = 1",
+    ))
+    .await;
     let client = proxy.client_h1();
     for i in 0..5 {
         assert_eq!(get_status(&proxy, &client, &format!("/r{i}")).await, 502);
@@ -242,21 +266,10 @@ async fn least_conn_sends_new_requests_to_the_idle_server() {
     ))
     .await;
     let client = proxy.client_h2();
-    let in_flight = |up: &TestUpstream| {
-        upstream_named(&proxy, "app")
-            .servers()
-            .iter()
-            .find(|s| s.label == up.server())
-            .unwrap()
-            .health()
-            .in_flight()
-    };
+    let in_flight = |up: &TestUpstream| in_flight(&proxy, &up.server());
     // A finished exchange leaves the count when the proxy is done with its body, which may be
     // a moment after the client has read it.
-    let settle = |up: &TestUpstream, count: usize| {
-        let up_in_flight = &in_flight;
-        async move { assert!(eventually(WAIT, || up_in_flight(up) == count).await) }
-    };
+    let settle = |up: &TestUpstream, count: usize| settle(&proxy, up.server(), count);
 
     // One request waits 1.5 s for its response head.
     let slow = {

@@ -769,10 +769,8 @@ compress = true                 # gzip/br for compressible responses the upstrea
                 .get_ref(),
             301
         );
-        assert_eq!(
-            f.routes[6].get_ref().compress.as_ref().map(|c| *c.get_ref()),
-            Some(true)
-        );
+        let compress = f.routes[6].get_ref().compress.as_ref();
+        assert_eq!(compress.map(|c| *c.get_ref()), Some(true));
         assert_eq!(line_of(DESIGN_EXAMPLE, f.routes[6].span()), 102);
     }
 

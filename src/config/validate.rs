@@ -181,7 +181,9 @@ fn log_settings(v: &mut Validator<'_>, log: &model::Log) -> LogSettings {
     // A level ("info") or a tracing filter ("warn,rampart=debug"). A lone word is only taken as
     // a level: `EnvFilter` would read a typo like "verbose" as a target name and log nothing.
     let level = log.level.as_str();
-    let valid = if level.contains(['=', ',', '[']) {
+    let valid = if level.trim().is_empty() {
+        false
+    } else if level.contains(['=', ',', '[']) {
         tracing_subscriber::EnvFilter::builder().parse(level).is_ok()
     } else {
         level.parse::<tracing::level_filters::LevelFilter>().is_ok()

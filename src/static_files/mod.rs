@@ -184,15 +184,17 @@ impl StaticFiles {
                 let Some(index) = &self.index else {
                     return Err(ProxyError::FileNotFound);
                 };
-                // As nginx does: relative links in the index resolve against the directory.
+                let path = path.join(index);
+                let opened = match self.open(&path)? {
+                    Found::File(opened) => opened,
+                    Found::Directory => return Err(ProxyError::FileNotFound),
+                };
+                // As nginx does, so relative links in the index resolve against the directory;
+                // but only once the index exists, so a 301 does not reveal bare directories.
                 if !target.trailing_slash {
                     return Ok(Plan::AddSlash);
                 }
-                let path = path.join(index);
-                match self.open(&path)? {
-                    Found::File(opened) => (opened, path, index.clone()),
-                    Found::Directory => return Err(ProxyError::FileNotFound),
-                }
+                (opened, path, index.clone())
             }
         };
         // A link `notes.txt → shell.php` inside the root must not serve the denied file.

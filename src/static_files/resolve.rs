@@ -20,7 +20,7 @@ use std::path::{Component, Path, PathBuf};
 /// What a path turned out to be.
 #[derive(Debug)]
 pub enum Found {
-    File(Opened),
+    File(Box<Opened>),
     Directory,
 }
 
@@ -97,11 +97,11 @@ pub fn open_inside_root(root: &Path, path: &Path) -> Result<Found, ResolveError>
         None => return Err(ResolveError::NotFound),
     }
     let real_name = canonical.file_name().unwrap_or_default().to_os_string();
-    Ok(Found::File(Opened {
+    Ok(Found::File(Box::new(Opened {
         file,
         metadata,
         real_name,
-    }))
+    })))
 }
 
 /// The path the kernel opened for `file` (Linux `/proc`); `None` where that is not available.

@@ -126,11 +126,11 @@ impl ServerHealth {
     /// A request failed to get an answer. `threshold` consecutive failures eject the server
     /// (0: never). A failure while ejected starts the cool-down again.
     pub fn request_failed(&self, threshold: u32, now: Instant) {
-        if threshold == 0 {
-            return;
-        }
         if !self.is_healthy() {
             self.ejected_at.store(self.millis(now), Ordering::Release);
+            return;
+        }
+        if threshold == 0 {
             return;
         }
         let failures = self.request_failures.fetch_add(1, Ordering::AcqRel) + 1;
@@ -279,6 +279,14 @@ pub fn spawn(upstreams: &[Arc<Upstream>], previous: Option<&[Arc<Upstream>]>, me
                 server.inherit_health(state.clone());
             }
             let health = server.health();
+            if !health.is_healthy()
+                && upstream.settings.health_check.is_none()
+                && upstream.passive_threshold() == 0
+            {
+                // Ejected under the old config; the new one has nothing that ejects it, so
+                // nothing would ever send it a probe or a check either.
+                health.mark_healthy("the new config neither checks nor ejects it");
+            }
             let _ = health.gauge.set(metrics.upstream_server_healthy.clone());
             health.retired.store(false, Ordering::Release);
             health.publish();
@@ -495,6 +503,59 @@ mod tests {
         assert!(!health.is_healthy());
         health.check_result(status(200), &check(), now);
         assert!(health.is_healthy());
+    }
+
+    /// A snapshot's upstream list holding one upstream `app`.
+    fn upstreams(servers: &[&str]) -> Vec<Arc<Upstream>> {
+        use crate::upstream::{Balance, ServerAddr, UpstreamSettings};
+        let settings = UpstreamSettings {
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            retries: 1,
+            balance: Balance::RoundRobin,
+            health_check: None,
+            passive_failures: 3,
+        };
+        let addrs = servers
+            .iter()
+            .map(|s| ServerAddr::parse(s).unwrap())
+            .collect();
+        vec![Arc::new(Upstream::new("app".into(), addrs, settings))]
+    }
+
+    #[test]
+    fn a_reload_inherits_health_and_heals_what_the_new_config_cannot_eject() {
+        let metrics = Metrics::new();
+        let (one, two) = ("http://127.0.0.1:1", "http://127.0.0.1:2");
+        let first = upstreams(&[one, two]);
+        spawn(&first, None, &metrics);
+        first[0].servers()[0]
+            .health()
+            .request_failed(1, Instant::now());
+
+        let second = upstreams(&[two, one]);
+        spawn(&second, Some(&first), &metrics);
+        assert!(Arc::ptr_eq(
+            second[0].servers()[1].health(),
+            first[0].servers()[0].health()
+        ));
+        assert!(!second[0].servers()[1].health().is_healthy());
+        let text = metrics.render();
+        assert!(
+            text.contains(&format!("server=\"{one}\",upstream=\"app\"}} 0")),
+            "{text}"
+        );
+
+        // Alone and without checks, nothing could ever bring it back: healed.
+        let third = upstreams(&[one]);
+        spawn(&third, Some(&second), &metrics);
+        assert!(third[0].servers()[0].health().is_healthy());
+        let text = metrics.render();
+        assert!(
+            text.contains(&format!("server=\"{one}\",upstream=\"app\"}} 1")),
+            "{text}"
+        );
+        assert!(!text.contains(two), "stale series: {text}");
     }
 
     #[test]

@@ -224,16 +224,20 @@ impl Upstream {
 
     /// Connect failure, response timeout or malformed response.
     pub fn request_failed(&self, pick: &Pick<'_>) {
+        pick.in_flight
+            .health()
+            .request_failed(self.passive_threshold(), Instant::now());
+    }
+
+    /// Consecutive failed requests that eject a server; 0 never ejects.
+    pub(crate) fn passive_threshold(&self) -> u32 {
         // As in nginx, a lone server is never ejected passively: there is nowhere else to send
         // its requests, and ejecting it would only turn a 502 into a 503 and delay recovery.
-        let threshold = if self.servers.len() > 1 {
+        if self.servers.len() > 1 {
             self.settings.passive_failures
         } else {
             0
-        };
-        pick.in_flight
-            .health()
-            .request_failed(threshold, Instant::now());
+        }
     }
 
     /// At least one server may be sent requests (what `/readyz` asks of every upstream): a

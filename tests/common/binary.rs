@@ -69,11 +69,13 @@ pub fn text(bytes: &[u8]) -> String {
     strip_ansi(&String::from_utf8_lossy(bytes))
 }
 
-/// A running `rampart run`: its stderr is collected line by line (ANSI stripped); the process
-/// is killed when the test ends, also on a failed assertion.
+/// A running `rampart run`: its stderr is collected line by line (ANSI stripped), and its
+/// stdout (the access log) line by line; the process is killed when the test ends, also on a
+/// failed assertion.
 pub struct Running {
     pub child: Option<Child>,
     stderr: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Running {
@@ -88,24 +90,22 @@ impl Drop for Running {
 impl Running {
     pub fn spawn(mut cmd: Command) -> Running {
         let mut child = cmd
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn rampart run");
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(strip_ansi(&line));
-            }
-        });
+        let stderr = collect_lines(child.stderr.take().unwrap());
+        let stdout = collect_lines(child.stdout.take().unwrap());
         Running {
             child: Some(child),
-            stderr: lines,
+            stderr,
+            stdout,
         }
+    }
+
+    /// The stdout lines so far (access-log lines).
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
     }
 
     pub fn pid(&self) -> u32 {
@@ -160,6 +160,20 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Reads a child's pipe line by line (ANSI stripped) on a thread, so the pipe never fills.
+fn collect_lines(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(strip_ansi(&line));
+        }
+    });
+    lines
 }
 
 /// The address after `key=` (`https=127.0.0.1:1234`, `http=Some(127.0.0.1:1234)`).

@@ -1281,12 +1281,20 @@ impl TestProxy {
     }
 }
 
+/// One `/health` request as a [`SwitchableUpstream`] saw it.
+#[derive(Debug, Clone)]
+pub struct HealthCheckSeen {
+    /// The status it was answered.
+    pub status: u16,
+    pub host: Option<String>,
+    pub user_agent: Option<String>,
+}
+
 #[derive(Default)]
 struct SwitchableState {
     /// The status `/health` answers (0 until set: 200).
     health_status: std::sync::atomic::AtomicU16,
-    /// Every `/health` request: the status it got and its Host and User-Agent.
-    checks: Mutex<Vec<(u16, Option<String>, Option<String>)>>,
+    checks: Mutex<Vec<HealthCheckSeen>>,
     /// Every other request's path.
     served: Mutex<Vec<String>>,
 }
@@ -1363,8 +1371,8 @@ impl SwitchableUpstream {
         self.state.health_status.store(status, Ordering::SeqCst);
     }
 
-    /// `(status answered, Host, User-Agent)` of every health check received.
-    pub fn checks(&self) -> Vec<(u16, Option<String>, Option<String>)> {
+    /// Every health check received, in order.
+    pub fn checks(&self) -> Vec<HealthCheckSeen> {
         self.state.checks.lock().unwrap().clone()
     }
 
@@ -1395,11 +1403,11 @@ where
                     0 => 200,
                     code => code,
                 };
-                state
-                    .checks
-                    .lock()
-                    .unwrap()
-                    .push((status, header("host"), header("user-agent")));
+                state.checks.lock().unwrap().push(HealthCheckSeen {
+                    status,
+                    host: header("host"),
+                    user_agent: header("user-agent"),
+                });
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
                 return Ok::<_, Infallible>(full(status, "health\n"));
             }
