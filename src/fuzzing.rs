@@ -443,9 +443,14 @@ pub fn redirect(data: &[u8]) {
             .any(|b| matches!(b, b'\r' | b'\n' | 0)),
         "{context}"
     );
-    let Ok(location) = location.to_str() else {
-        panic!("{context}: not visible ASCII");
+    let Ok(location) = std::str::from_utf8(location.as_bytes()) else {
+        panic!("{context}: not UTF-8");
     };
+    // Substitutions are percent-encoded: only the template's own text may be non-ASCII.
+    assert!(
+        location.is_ascii() || !template_text.is_ascii(),
+        "{context}: the request put non-ASCII bytes into the Location"
+    );
 
     if template_text.starts_with('/') {
         // A browser reads `//x` and `/\x` as another site.

@@ -477,7 +477,13 @@ pub fn host_name(value: &HeaderValue) -> Option<String> {
     {
         return None;
     }
-    Some(host.trim_end_matches('.').to_ascii_lowercase())
+    // `Host: .` would otherwise be the empty name, and `https://{host}/x` would become
+    // `https:///x`, which browsers read as `https://x/` (found by fuzzing).
+    let host = host.trim_end_matches('.');
+    if host.is_empty() {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
 }
 
 /// The client's X-Request-Id when it is a sane token (1–128 of `[A-Za-z0-9._-]`), else a new one.
@@ -520,6 +526,8 @@ mod tests {
         assert_eq!(h(":80"), None);
         assert_eq!(h("a b"), None);
         assert_eq!(h("[zz]"), None);
+        assert_eq!(h("."), None);
+        assert_eq!(h("...:443"), None);
     }
 
     #[test]

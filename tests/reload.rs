@@ -46,9 +46,17 @@ fn replace_file(path: &Path, contents: &[u8]) {
 impl Watched {
     async fn start(upstream: String) -> Watched {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("site.crt"), dir.path().join("site.key"));
-        let first = rampart::certgen::write_self_signed(&["localhost".into()], &cert, &key)
-            .expect("certificate");
+        // The Kubernetes Secret layout: `live` is a symlink to the current generation's folder,
+        // and a renewal swaps the symlink in one rename.
+        let generation = dir.path().join("gen0");
+        let first = rampart::certgen::write_self_signed(
+            &["localhost".into()],
+            &generation.join("site.crt"),
+            &generation.join("site.key"),
+        )
+        .expect("certificate");
+        std::os::unix::fs::symlink(&generation, dir.path().join("live")).unwrap();
+        let (cert, key) = (dir.path().join("live/site.crt"), dir.path().join("live/site.key"));
         let config = dir.path().join("rampart.toml");
         std::fs::write(&config, config_text(&upstream, "v0", &cert, &key)).unwrap();
 
@@ -95,8 +103,8 @@ impl Watched {
         let text = config_text(
             &self.upstream,
             version,
-            &self.path("site.crt"),
-            &self.path("site.key"),
+            &self.path("live/site.crt"),
+            &self.path("live/site.key"),
         );
         replace_file(&self.path("rampart.toml"), text.as_bytes());
     }
@@ -141,7 +149,12 @@ enum ClientKind {
 
 /// Invalid edits of the config, each refused for another reason.
 fn invalid_config(w: &Watched, variant: usize) -> String {
-    let good = config_text(&w.upstream, "bad", &w.path("site.crt"), &w.path("site.key"));
+    let good = config_text(
+        &w.upstream,
+        "bad",
+        &w.path("live/site.crt"),
+        &w.path("live/site.key"),
+    );
     match variant % 5 {
         0 => good.replace("[headers]", "[headers]\nno_such_key = 1"),
         1 => good.replace("[listen]", "[client]\nheader_timeout = \"ten seconds\"\n\n[listen]"),
@@ -156,10 +169,12 @@ async fn twenty_reloads_and_a_certificate_swap_under_load_fail_no_request() {
     let up = TestUpstream::start().await;
     let mut w = Watched::start(up.server()).await;
     // The replacement certificate is made now so that clients can trust both.
-    let next_dir = tempfile::tempdir().unwrap();
-    let (next_cert, next_key) = (next_dir.path().join("n.crt"), next_dir.path().join("n.key"));
-    let next = rampart::certgen::write_self_signed(&["localhost".into()], &next_cert, &next_key)
-        .unwrap();
+    let next = rampart::certgen::write_self_signed(
+        &["localhost".into()],
+        &w.path("gen1/site.crt"),
+        &w.path("gen1/site.key"),
+    )
+    .unwrap();
     w.roots.push(next.cert_der.clone());
     let w = Arc::new(w);
     assert_eq!(w.presented_cert().await, w.roots[0]);
@@ -221,9 +236,9 @@ async fn twenty_reloads_and_a_certificate_swap_under_load_fail_no_request() {
             assert_eq!(resp.text().await.unwrap(), format!("v{round}"));
         }
         if round == 10 {
-            // Certificate renewal in place: key and certificate renamed over the old files.
-            replace_file(&w.path("site.key"), &std::fs::read(&next_key).unwrap());
-            replace_file(&w.path("site.crt"), &std::fs::read(&next_cert).unwrap());
+            // Certificate renewal: certificate and key change together, in one rename.
+            std::os::unix::fs::symlink(w.path("gen1"), w.path("live.tmp")).unwrap();
+            std::fs::rename(w.path("live.tmp"), w.path("live")).unwrap();
             ok += 1;
             w.wait_reloads("success", ok).await;
             assert_eq!(
@@ -331,10 +346,9 @@ async fn a_vanished_certificate_is_refused_not_regenerated() {
     let before = w.presented_cert().await;
     // self_signed_if_missing is on by default; on a reload it must not replace a real
     // certificate that is briefly missing (mid-rotation).
-    std::fs::remove_file(w.path("site.crt")).unwrap();
-    std::fs::remove_file(w.path("site.key")).unwrap();
+    std::fs::remove_file(w.path("live")).unwrap();
     w.wait_reloads("failure", 1).await;
-    assert!(!w.path("site.crt").exists(), "nothing was generated");
+    assert!(!w.path("live/site.crt").exists(), "nothing was generated");
     assert_eq!(w.presented_cert().await, before);
     let resp = w
         .client(ClientKind::Http1)

@@ -117,15 +117,20 @@ async fn run(
         let worker = reloader.clone();
         // Reading files and building TLS configs is blocking work: off the runtime threads.
         let result = tokio::task::spawn_blocking(move || worker.reload_file(&path)).await;
+        // What was read before the reload is what the next change is compared with: a file
+        // written while the reload ran then differs, and its event (queued meanwhile) reloads
+        // again. Reading the fingerprint after the reload could swallow that edit.
+        last = current;
         if result.is_ok_and(|r| r.is_ok()) {
-            files = watched_files(&config_path, &reloader);
+            // New certificate paths, or a symlink now pointing elsewhere: watch those folders.
+            let next = watched_files(&config_path, &reloader);
             if let Some(watcher) = watcher.as_mut() {
-                update_watches(watcher, &mut watched, &files);
+                update_watches(watcher, &mut watched, &next);
             }
-            last = fingerprint(&files).await;
-        } else {
-            // Refused: remember what was refused, so only a further change retries.
-            last = current;
+            if next != files {
+                files = next;
+                last = fingerprint(&files).await;
+            }
         }
     }
 }
