@@ -28,7 +28,7 @@ fn rss_kib() -> u64 {
 
 /// Flood key `i`: even ones IPv4, odd ones an address in its own IPv6 /64.
 fn flood_key(i: u64) -> Key {
-    let ip = if i % 2 == 0 {
+    let ip = if i.is_multiple_of(2) {
         IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32.wrapping_add(i as u32)))
     } else {
         let net = (0x2001_0db8u128 << 96) | (u128::from(i) << 64);
@@ -86,7 +86,7 @@ async fn flood(keys: u64, max_keys: usize, per_tick: u64) {
             clock.advance(Duration::from_millis(1));
             let tick = i / per_tick;
             let mut clients = vec![heavy];
-            if tick % 50 == 0 {
+            if tick.is_multiple_of(50) {
                 clients.push(light);
             }
             for client in clients {

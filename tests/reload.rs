@@ -194,7 +194,7 @@ async fn twenty_reloads_and_a_certificate_swap_under_load_fail_no_request() {
             let client = w.client(kind);
             let mut n = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                let path = if n % 2 == 0 { "/version" } else { "/app/x" };
+                let path = if n.is_multiple_of(2) { "/version" } else { "/app/x" };
                 n += 1;
                 let outcome = match client.get(w.url(path)).send().await {
                     Ok(resp) if resp.status() == 200 => match resp.bytes().await {
@@ -215,8 +215,8 @@ async fn twenty_reloads_and_a_certificate_swap_under_load_fail_no_request() {
 
     let probe = w.client(ClientKind::Http1);
     let (mut ok, mut refused) = (0, 0);
-    for round in 0..20 {
-        if round % 2 == 0 {
+    for round in 0..20usize {
+        if round.is_multiple_of(2) {
             let version = format!("v{}", round + 1);
             w.write_config(&version);
             ok += 1;

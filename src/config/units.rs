@@ -99,7 +99,7 @@ impl fmt::Display for Duration {
     /// The shortest exact spelling, so messages show values the way the user writes them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
-        if d.subsec_nanos() % 1_000_000 != 0 {
+        if !d.subsec_nanos().is_multiple_of(1_000_000) {
             return write!(f, "{d:?}");
         }
         if d.subsec_millis() != 0 || d.is_zero() {
@@ -110,7 +110,7 @@ impl fmt::Display for Duration {
         }
         let secs = d.as_secs();
         for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-            if secs % size == 0 {
+            if secs.is_multiple_of(size) {
                 return write!(f, "{}{unit}", secs / size);
             }
         }
@@ -170,7 +170,7 @@ impl fmt::Display for ByteSize {
             ("MiB", 1 << 20),
             ("KiB", 1 << 10),
         ] {
-            if n != 0 && n % size == 0 {
+            if n != 0 && n.is_multiple_of(size) {
                 return write!(f, "{}{unit}", n / size);
             }
         }
