@@ -6,6 +6,8 @@
 #     -v "$PWD/certs:/etc/rampart/certs:ro" \
 #     -v "$PWD/rampart.toml:/etc/rampart/rampart.toml:ro" rampart
 #
+# The key file must be readable by uid 65532 (e.g. `chown 65532 certs/tls.key`, mode 0600).
+#
 # Build stage: the same Debian release as the runtime image, so the binary runs with the glibc
 # it was linked against.
 FROM rust:1-slim-bookworm AS build
@@ -28,7 +30,8 @@ COPY config/docker.toml /etc/rampart/rampart.toml
 # development certificate into it, with a loud warning: the folder belongs to the runtime user.
 COPY --from=build --chown=65532:65532 /empty /etc/rampart/certs
 ENV RAMPART_CONFIG=/etc/rampart/rampart.toml
-USER nonroot
+# Numeric, so Kubernetes' runAsNonRoot can verify it (a user name cannot be checked).
+USER 65532:65532
 # 8443 https, 8080 http (redirects to https), 9090 admin (/metrics, /healthz, /readyz).
 EXPOSE 8443 8080 9090
 # No curl in the image: the binary asks its own admin listener.

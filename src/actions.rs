@@ -69,6 +69,10 @@ impl RedirectTemplate {
         }
 
         let relative = match parts.first() {
+            // Browsers read `/\host` as `//host`, another site (found by fuzzing).
+            Some(Part::Literal(first)) if first.starts_with("/\\") => {
+                return Err("a path redirect target cannot start with \"/\\\"".into())
+            }
             Some(Part::Literal(first)) if first.starts_with('/') && !first.starts_with("//") => {
                 true
             }
@@ -86,11 +90,23 @@ impl RedirectTemplate {
                     let host_then_sep = matches!(parts.get(1), Some(Part::Host))
                         && match parts.get(2) {
                             None | Some(Part::Path) => true,
-                            Some(Part::Literal(next)) => next.starts_with(['/', '?', '#', ':']),
+                            Some(Part::Literal(next)) => match next.strip_prefix(':') {
+                                // `{host}:8443` must end the authority: in `{host}:8443{rest}`
+                                // a rest of `@evil.example` would make the host userinfo.
+                                Some(port) => {
+                                    let end = port.find(['/', '?', '#']);
+                                    let digits = &port[..end.unwrap_or(port.len())];
+                                    !digits.is_empty()
+                                        && digits.bytes().all(|b| b.is_ascii_digit())
+                                        && (end.is_some()
+                                            || matches!(parts.get(3), None | Some(Part::Path)))
+                                }
+                                None => next.starts_with(['/', '?', '#']),
+                            },
                             _ => false,
                         };
                     if !host_then_sep {
-                        return Err("only {host} may stand in a redirect's host, and it must be followed by '/'".into());
+                        return Err("only {host} may stand in a redirect's host, and it must be followed by '/' or ':port/'".into());
                     }
                 } else if !matches!(
                     parts.get(1),
@@ -133,8 +149,9 @@ impl RedirectTemplate {
             out.pop();
         }
         if self.relative {
-            // `/{rest}` with rest = "/evil.example" must not become a scheme-relative URL.
-            let trimmed = out.trim_start_matches('/');
+            // `/{rest}` with rest = "/evil.example" must not become a scheme-relative URL, nor
+            // `/{rest}\x` with an empty rest the `/\x` that browsers read as `//x`.
+            let trimmed = out.trim_start_matches(['/', '\\']);
             out = format!("/{trimmed}");
         }
         HeaderValue::from_str(&out).ok()
@@ -216,6 +233,7 @@ mod tests {
             render("/{rest}", "/old/", "\\evil.example", None),
             "/%5Cevil.example"
         );
+        assert_eq!(render("/{rest}\\x", "/old/", "", None), "/x");
         assert_eq!(
             render("https://a.example{path}", "/@evil.example", "", None),
             "https://a.example/@evil.example"
@@ -232,9 +250,17 @@ mod tests {
         assert!(RedirectTemplate::parse("https://a.example{rest}").is_err());
         assert!(RedirectTemplate::parse("https://{host}{rest}").is_err());
         assert!(RedirectTemplate::parse("//{host}/").is_err());
+        assert!(RedirectTemplate::parse("/\\evil.example/{rest}").is_err());
         assert!(RedirectTemplate::parse("javascript:alert(1)").is_err());
         assert!(RedirectTemplate::parse("/x/{nope}").is_err());
         assert!(RedirectTemplate::parse("https://{host}/{path}").is_ok());
         assert!(RedirectTemplate::parse("https://{host}:8443/").is_ok());
+        assert!(RedirectTemplate::parse("https://{host}:8443{path}").is_ok());
+        assert!(RedirectTemplate::parse("https://{host}:8443").is_ok());
+        // Found by fuzzing: the port literal did not have to end the authority.
+        assert!(RedirectTemplate::parse("https://{host}:8443{rest}").is_err());
+        assert!(RedirectTemplate::parse("https://{host}:{rest}").is_err());
+        assert!(RedirectTemplate::parse("https://{host}:84:8443{rest}").is_err());
+        assert!(RedirectTemplate::parse("https://{host}:x@evil.example/").is_err());
     }
 }

@@ -15,6 +15,9 @@ use crate::policy::ratelimit::Decision;
 pub enum ProxyError {
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// RFC 9112 §6.1: a transfer coding the proxy does not implement (only `chunked` is).
+    #[error("unsupported Transfer-Encoding")]
+    UnsupportedTransferCoding,
     #[error("forbidden by the route's IP rules")]
     Forbidden,
     #[error("CORS preflight refused: origin or method not allowed by the route's cors")]
@@ -55,6 +58,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             ProxyError::Forbidden | ProxyError::CorsRefused => StatusCode::FORBIDDEN,
             ProxyError::NotFound | ProxyError::FileNotFound => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -91,7 +95,10 @@ impl ProxyError {
             response.headers_mut().insert(header::ALLOW, allow);
         }
         // A body the client is still sending after an error must not be read as the next request.
-        if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::BAD_REQUEST {
+        if status == StatusCode::PAYLOAD_TOO_LARGE
+            || status == StatusCode::BAD_REQUEST
+            || status == StatusCode::NOT_IMPLEMENTED
+        {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

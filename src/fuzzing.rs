@@ -27,8 +27,8 @@ use crate::config::{MissingCert, Source};
 use crate::path::{encode_path, encode_query, normalize};
 use crate::proxy::{check_request, host_name, request_host, request_id};
 use crate::upstream::forward::{
-    is_websocket_upgrade, set_forwarding_headers, strip_hop_by_hop, ForwardContext,
-    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
+    is_websocket_upgrade, set_forwarding_headers, strip_hop_by_hop, strip_underscored,
+    ForwardContext, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
 };
 
 const LABEL: &str = "fuzz.toml";
@@ -241,6 +241,7 @@ pub fn headers(data: &[u8]) {
     let original = request.headers();
     let client = client_ip(peer, original, &trusted);
 
+    // The cleaning steps of `forward`, in its order.
     let listed = connection_listed(original);
     let mut forwarded = original.clone();
     strip_hop_by_hop(&mut forwarded);
@@ -250,6 +251,12 @@ pub fn headers(data: &[u8]) {
             "{name} survived strip_hop_by_hop: {original:?}"
         );
     }
+    strip_underscored(&mut forwarded);
+    assert!(
+        forwarded.keys().all(|name| !name.as_str().contains('_')),
+        "an underscored name survived: {forwarded:?}"
+    );
+    forwarded.remove(header::EXPECT);
 
     let peer_trusted = !trusted.is_empty();
     let ctx = ForwardContext {
@@ -304,6 +311,8 @@ pub fn headers(data: &[u8]) {
     for name in original.keys() {
         let removed = HOP_BY_HOP.contains(&name)
             || listed.contains(name)
+            || name.as_str().contains('_')
+            || name == header::EXPECT
             || (!peer_trusted && name == "forwarded");
         if set_by_proxy.contains(&name) {
             continue;

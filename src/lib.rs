@@ -87,10 +87,13 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         upstream::health::spawn(&shared.load().upstreams, None, &metrics);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        // One count for both public listeners: the caps are per client, whichever port it uses.
+        let limiter = listener::limit::ConnectionLimiter::new();
         let mut tasks = vec![tokio::spawn(listener::https::run(
             https,
             shared.clone(),
             metrics.clone(),
+            limiter.clone(),
             shutdown_rx.clone(),
         ))];
         if let Some(http) = http {
@@ -98,6 +101,7 @@ impl Server {
                 http,
                 shared.clone(),
                 metrics.clone(),
+                limiter,
                 shutdown_rx.clone(),
             )));
         }

@@ -35,6 +35,9 @@ pub struct Metrics {
     pub active_connections: IntGaugeVec,
     /// `rampart_tls_handshake_failures_total{reason}`: reason is error | timeout.
     pub tls_handshake_failures: IntCounterVec,
+    /// `rampart_connections_refused_total{reason}`: connections closed at accept by a cap,
+    /// reason is max_connections | max_connections_per_ip.
+    pub connections_refused: IntCounterVec,
     /// `rampart_config_reloads_total{result}`: result is success | failure.
     pub config_reloads: IntCounterVec,
     /// `rampart_config_last_reload_success_timestamp_seconds`: Unix time of the config in use.
@@ -92,6 +95,13 @@ impl Metrics {
                 "TLS handshakes that failed or timed out, by reason (error, timeout).",
                 &["reason"],
             ),
+            connections_refused: counter_vec(
+                &registry,
+                "rampart_connections_refused_total",
+                "Connections closed at accept by a connection cap, by reason \
+                 (max_connections, max_connections_per_ip).",
+                &["reason"],
+            ),
             config_reloads: counter_vec(
                 &registry,
                 "rampart_config_reloads_total",
@@ -125,6 +135,9 @@ impl Metrics {
         }
         for reason in ["error", "timeout"] {
             metrics.tls_handshake_failures.with_label_values(&[reason]);
+        }
+        for reason in ["max_connections", "max_connections_per_ip"] {
+            metrics.connections_refused.with_label_values(&[reason]);
         }
         metrics
     }
@@ -260,6 +273,7 @@ mod tests {
             "rampart_rate_limited_total",
             "rampart_active_connections",
             "rampart_tls_handshake_failures_total",
+            "rampart_connections_refused_total",
             "rampart_config_reloads_total",
             "rampart_config_last_reload_success_timestamp_seconds",
             "rampart_certificate_expiry_timestamp_seconds",

@@ -337,6 +337,16 @@ pub(crate) fn check_request<B>(
     if request.method() == Method::CONNECT {
         return Err(ProxyError::BadRequest("CONNECT is not proxied"));
     }
+    // Methods are case-sensitive (RFC 9110 §9.1), but some app servers fold them: `post` would
+    // miss a `methods = ["POST"]` route here and still be a POST there. nginx's rule.
+    if !request
+        .method()
+        .as_str()
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+    {
+        return Err(ProxyError::BadRequest("method is not uppercase"));
+    }
     // hyper's HTTP/1 parser already drops Content-Length next to Transfer-Encoding (and closes
     // the connection after), and HTTP/2 forbids Transfer-Encoding; this guards any other path.
     if headers.contains_key(header::TRANSFER_ENCODING)
@@ -345,6 +355,17 @@ pub(crate) fn check_request<B>(
         return Err(ProxyError::BadRequest(
             "Content-Length with Transfer-Encoding",
         ));
+    }
+    // hyper accepts any coding list ending in chunked (`gzip, chunked`) and decodes only the
+    // chunked: the rest would reach the app still coded and unannounced (RFC 9112 §6.1: 501).
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(first) = codings.next() {
+        let chunked = first
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+        if !chunked || codings.next().is_some() {
+            return Err(ProxyError::UnsupportedTransferCoding);
+        }
     }
     let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
     if let Some(first) = lengths.next() {

@@ -68,6 +68,8 @@ pub struct ClientLimits {
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// `max_connections` and `max_connections_per_ip`, enforced at accept.
+    pub connection_caps: crate::listener::limit::Caps,
 }
 
 #[derive(Debug)]

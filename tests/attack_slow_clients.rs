@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -223,5 +225,191 @@ async fn a_huge_header_section_is_refused_without_reaching_the_upstream() {
         "hyper's 431",
     );
     assert_eq!(up.count(), 0);
+    proxy.assert_still_serves().await;
+}
+
+/// Requests completed per window of `width` in `[from, from + width × n)`, in order.
+fn per_window(done: &[Instant], from: Instant, width: Duration, n: u32) -> Vec<usize> {
+    (0..n)
+        .map(|i| {
+            let start = from + width * i;
+            let end = start + width;
+            done.iter().filter(|t| **t >= start && **t < end).count()
+        })
+        .collect()
+}
+
+fn median(values: &[usize]) -> usize {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted[sorted.len() / 2]
+}
+
+/// 200 slowloris connections (150 dripping their request head after the TLS handshake, 50
+/// dripping the TLS handshake itself) and 50 slow POSTs (a complete head, then one body byte
+/// every 200 ms), all at once, while a normal client sends requests one after another on a
+/// keep-alive connection. Every slow connection is closed within its timeout: the head or
+/// handshake within `header_timeout`, the slow POST when its upstream exchange passes
+/// `response_timeout` (504: the app waits for a body that does not come). The normal client's
+/// rate while they are all open stays at ≥ 90% of its rate just before (medians of eight
+/// 250 ms windows: a comparison of two periods of the same run, not an absolute time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundreds_of_slow_connections_are_closed_in_time_and_normal_traffic_keeps_its_rate() {
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(4);
+    const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+    const WINDOW: Duration = Duration::from_millis(250);
+    const WINDOWS: u32 = 8;
+    // Hundreds of handshakes at once keep a debug build busy for a while.
+    const MARGIN: Duration = Duration::from_secs(2);
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::builder()
+        .config(&upstream_toml(
+            "app",
+            &[up.server()],
+            "response_timeout = \"5s\"",
+        ))
+        .config("[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"app\"\n")
+        .config("[client]\nheader_timeout = \"4s\"\nmax_connections_per_ip = 1000\n")
+        .start()
+        .await;
+
+    // The normal client: one request after another, each completion time recorded.
+    let done = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let normal = {
+        let client = proxy.client_h1();
+        let url = proxy.url("/normal");
+        let (done, stop) = (done.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut failures = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match client.get(&url).send().await {
+                    Ok(resp) if resp.status() == 200 => {
+                        let _ = resp.bytes().await;
+                        done.lock().unwrap().push(Instant::now());
+                    }
+                    _ => failures += 1,
+                }
+            }
+            failures
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let baseline_from = Instant::now();
+    tokio::time::sleep(WINDOW * WINDOWS).await;
+
+    // The attack: every connection reports (kind, close time measured from its last step
+    // before the wait: handshake done, or connect for the handshake drippers).
+    let established = Arc::new(tokio::sync::Barrier::new(251));
+    let mut attackers = Vec::new();
+    for i in 0..250 {
+        let https = proxy.https;
+        let established = established.clone();
+        attackers.push(tokio::spawn(async move {
+            let (kind, started, closed) = if i < 50 {
+                let tcp = TcpStream::connect(https).await.unwrap();
+                established.wait().await;
+                // A ClientHello announced as 512 bytes, one byte every 200 ms.
+                let closed = drip_until_closed(
+                    tcp,
+                    &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01],
+                    &[0u8; 100],
+                    Duration::from_millis(200),
+                    Duration::from_secs(10),
+                );
+                ("handshake", Instant::now(), closed.await)
+            } else if i < 200 {
+                let tls = tls_connect(https, Some("localhost"), &[b"http/1.1"], None)
+                    .await
+                    .unwrap();
+                let started = Instant::now();
+                established.wait().await;
+                let closed = drip_until_closed(
+                    tls,
+                    b"GET /slow-loris HTTP/1.1\r\nHost: localhost\r\n",
+                    &[b'X'; 100],
+                    Duration::from_millis(200),
+                    Duration::from_secs(10),
+                );
+                ("head", started, closed.await)
+            } else {
+                let tls = tls_connect(https, Some("localhost"), &[b"http/1.1"], None)
+                    .await
+                    .unwrap();
+                established.wait().await;
+                let started = Instant::now();
+                let closed = drip_until_closed(
+                    tls,
+                    b"POST /slow-post HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\
+                      Content-Type: application/x-www-form-urlencoded\r\n\r\n",
+                    &[b'a'; 100],
+                    Duration::from_millis(200),
+                    Duration::from_secs(10),
+                );
+                ("post", started, closed.await)
+            };
+            let (_, got) = closed.unwrap_or_else(|| panic!("a slow {kind} stayed open 10 s"));
+            (kind, started.elapsed(), got)
+        }));
+    }
+    established.wait().await;
+    let attack_from = Instant::now();
+    tokio::time::sleep(WINDOW * WINDOWS).await;
+    let attack_end = Instant::now();
+
+    let mut slowest: std::collections::BTreeMap<&str, Duration> = Default::default();
+    for attacker in attackers {
+        let (kind, closed_after, got) = attacker.await.unwrap();
+        let timeout = if kind == "post" {
+            RESPONSE_TIMEOUT
+        } else {
+            HEADER_TIMEOUT
+        };
+        assert!(
+            closed_after < timeout + MARGIN,
+            "a slow {kind} connection was closed after {closed_after:?}"
+        );
+        if kind != "handshake" {
+            assert!(
+                closed_after >= timeout - Duration::from_millis(300),
+                "a slow {kind} connection was closed early, after {closed_after:?}"
+            );
+        }
+        if kind == "post" {
+            let (resp, _) = parse_response(&got, true).expect("a response to the slow POST");
+            assert_eq!(
+                resp.status, 504,
+                "the slow POST's upstream exchange timed out"
+            );
+        }
+        let entry = slowest.entry(kind).or_default();
+        *entry = (*entry).max(closed_after);
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(normal.await.unwrap(), 0, "normal requests failed");
+
+    let done = done.lock().unwrap().clone();
+    let baseline = per_window(&done, baseline_from, WINDOW, WINDOWS);
+    let during = per_window(&done, attack_from, WINDOW, WINDOWS);
+    println!(
+        "normal requests per {WINDOW:?}: before {baseline:?}, during {during:?} (attack windows \
+         end {:?} after it began); slowest close per kind: {slowest:?}",
+        attack_end - attack_from
+    );
+    assert!(
+        median(&during) * 10 >= median(&baseline) * 9,
+        "the normal rate fell from {baseline:?} to {during:?} per {WINDOW:?}"
+    );
+    assert!(
+        up.requests().iter().all(|r| r.path != "/slow-loris"),
+        "an incomplete head reached the upstream"
+    );
+    assert!(
+        up.requests()
+            .iter()
+            .filter(|r| r.path == "/slow-post")
+            .all(|r| !r.body_complete),
+        "a slow POST reached the upstream complete"
+    );
     proxy.assert_still_serves().await;
 }

@@ -56,7 +56,10 @@ impl Watched {
         )
         .expect("certificate");
         std::os::unix::fs::symlink(&generation, dir.path().join("live")).unwrap();
-        let (cert, key) = (dir.path().join("live/site.crt"), dir.path().join("live/site.key"));
+        let (cert, key) = (
+            dir.path().join("live/site.crt"),
+            dir.path().join("live/site.key"),
+        );
         let config = dir.path().join("rampart.toml");
         std::fs::write(&config, config_text(&upstream, "v0", &cert, &key)).unwrap();
 
@@ -157,7 +160,10 @@ fn invalid_config(w: &Watched, variant: usize) -> String {
     );
     match variant % 5 {
         0 => good.replace("[headers]", "[headers]\nno_such_key = 1"),
-        1 => good.replace("[listen]", "[client]\nheader_timeout = \"ten seconds\"\n\n[listen]"),
+        1 => good.replace(
+            "[listen]",
+            "[client]\nheader_timeout = \"ten seconds\"\n\n[listen]",
+        ),
         2 => good.replace("[[routes]]\nname = \"app\"", "[[routes]\nname = \"app\""),
         3 => good.replace("upstream = \"app\"", "upstream = \"nowhere\""),
         _ => good.replace("site.crt", "missing.crt"),
@@ -194,7 +200,11 @@ async fn twenty_reloads_and_a_certificate_swap_under_load_fail_no_request() {
             let client = w.client(kind);
             let mut n = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                let path = if n.is_multiple_of(2) { "/version" } else { "/app/x" };
+                let path = if n.is_multiple_of(2) {
+                    "/version"
+                } else {
+                    "/app/x"
+                };
                 n += 1;
                 let outcome = match client.get(w.url(path)).send().await {
                     Ok(resp) if resp.status() == 200 => match resp.bytes().await {
@@ -269,7 +279,11 @@ async fn twenty_reloads_and_a_certificate_swap_under_load_fail_no_request() {
         "every client kept sending during the reloads: {per_client:?}"
     );
     assert_eq!(w.reloads("failure"), 10, "refused reloads are counted");
-    assert_eq!(w.reloads("success"), 11, "ten edits and one certificate swap");
+    assert_eq!(
+        w.reloads("success"),
+        11,
+        "ten edits and one certificate swap"
+    );
     eprintln!(
         "requests during 21 reloads: {} (per client {per_client:?}), failed: 0",
         sent.load(Ordering::Relaxed)

@@ -101,6 +101,12 @@ pub struct Client {
     pub header_timeout: Duration,
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Duration,
+    /// Open connections of the https and http listeners together; more are closed at accept.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u64,
+    /// Open connections from one client address (IPv6: one /64); 0 means no per-address cap.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: u64,
 }
 
 impl Default for Client {
@@ -111,6 +117,8 @@ impl Default for Client {
             max_header_bytes: default_max_header_bytes(),
             header_timeout: default_header_timeout(),
             idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_connections_per_ip(),
         }
     }
 }
@@ -480,6 +488,14 @@ fn default_header_timeout() -> Duration {
 
 fn default_idle_timeout() -> Duration {
     secs(60)
+}
+
+fn default_max_connections() -> u64 {
+    10_000
+}
+
+fn default_max_connections_per_ip() -> u64 {
+    256
 }
 
 fn default_preset() -> Spanned<String> {

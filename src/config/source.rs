@@ -142,8 +142,8 @@ impl Source {
             file: self.file.clone(),
             line,
             column,
-            key,
-            message,
+            key: key.map(escape_controls),
+            message: escape_controls(message),
         }
     }
 
@@ -156,6 +156,13 @@ impl Source {
             .map(str::trim)
             .collect::<Vec<_>>()
             .join("; ");
+        // toml has no text for some syntax errors (a control character in a comment, found by
+        // fuzzing): `check` must still say what is wrong.
+        let message = if message.is_empty() {
+            "invalid TOML syntax".to_string()
+        } else {
+            message
+        };
         let Some(span) = e.span() else {
             return self.error(1, 1, missing_field(&message).map(str::to_owned), message);
         };
@@ -195,6 +202,23 @@ impl Source {
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         (line, before[line_start..].chars().count() + 1)
     }
+}
+
+/// Control characters the text put in a key or message (`"a\nb"`, a raw CR) are shown escaped,
+/// so each error stays on one line of `check`'s output (found by fuzzing).
+fn escape_controls(text: String) -> String {
+    if !text.contains(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn non_empty(key: &str) -> Option<String> {

@@ -14,6 +14,7 @@ use http::{HeaderValue, Method, StatusCode};
 use super::model::{self, Spanned};
 use super::source::{ConfigError, ConfigErrors, Source};
 use crate::actions::{RedirectTemplate, Respond};
+use crate::listener::limit::Caps;
 use crate::listener::tls::{self, CertSource};
 use crate::path;
 use crate::policy::access::IpRules;
@@ -184,7 +185,9 @@ fn log_settings(v: &mut Validator<'_>, log: &model::Log) -> LogSettings {
     let valid = if level.trim().is_empty() {
         false
     } else if level.contains(['=', ',', '[']) {
-        tracing_subscriber::EnvFilter::builder().parse(level).is_ok()
+        tracing_subscriber::EnvFilter::builder()
+            .parse(level)
+            .is_ok()
     } else {
         level.parse::<tracing::level_filters::LevelFilter>().is_ok()
     };
@@ -215,6 +218,9 @@ fn client_limits(v: &mut Validator<'_>, client: &model::Client) -> ClientLimits 
             v.near(0..0, key, "must be more than 0s");
         }
     }
+    if client.max_connections == 0 {
+        v.near(0..0, "client.max_connections", "must be at least 1");
+    }
     ClientLimits {
         trusted_proxies: client
             .trusted_proxies
@@ -226,6 +232,10 @@ fn client_limits(v: &mut Validator<'_>, client: &model::Client) -> ClientLimits 
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
         header_timeout: client.header_timeout.0,
         idle_timeout: client.idle_timeout.0,
+        connection_caps: Caps {
+            total: usize::try_from(client.max_connections).unwrap_or(usize::MAX),
+            per_ip: usize::try_from(client.max_connections_per_ip).unwrap_or(usize::MAX),
+        },
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::body::ResponseBody;
 use crate::errors::plain_response;
+use crate::listener::limit::ConnectionLimiter;
 use crate::metrics::Metrics;
 use crate::proxy::host_name;
 use crate::Shared;
@@ -22,16 +23,27 @@ pub async fn run(
     listener: TcpListener,
     shared: Shared,
     metrics: Arc<Metrics>,
+    limiter: Arc<ConnectionLimiter>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
     while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
-        let header_timeout = shared.load().client.header_timeout;
+        let (header_timeout, caps) = {
+            let snapshot = shared.load();
+            (
+                snapshot.client.header_timeout,
+                snapshot.client.connection_caps,
+            )
+        };
+        let Some(permit) = limiter.admit(peer, caps, &metrics) else {
+            continue;
+        };
         let shared = shared.clone();
         let watcher = graceful.watcher();
         let open = metrics.connection_opened("http");
         tokio::spawn(async move {
             let _open = open;
+            let _permit = permit;
             let _ = tcp.set_nodelay(true);
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder

@@ -12,6 +12,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::listener::io::{IdleIo, InFlight, ParseErrorHeads};
+use crate::listener::limit::ConnectionLimiter;
+use crate::listener::resets::PrematureResets;
 use crate::metrics::Metrics;
 use crate::proxy::{self, Connection};
 use crate::snapshot::ClientLimits;
@@ -23,6 +25,10 @@ fn h1_buffer_size(limits: &ClientLimits) -> usize {
     (limits.max_header_bytes.saturating_mul(2)).clamp(8192, 1 << 20)
 }
 
+/// Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS);
+/// more are refused with RST_STREAM(REFUSED_STREAM).
+const MAX_CONCURRENT_STREAMS: u32 = 128;
+
 fn connection_builder(limits: &ClientLimits, h2: bool) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -32,11 +38,26 @@ fn connection_builder(limits: &ClientLimits, h2: bool) -> auto::Builder<TokioExe
         // timer while a keep-alive connection waits for its next request.
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(h1_buffer_size(limits));
+    // HTTP/2 abuse bounds (tests/attack_h2.rs shows each one at work). The h2 crate also
+    // answers CONTINUATION floods (GOAWAY after max_header_list_size / frame size + 25%
+    // CONTINUATION frames, at least 5), floods of empty DATA frames (GOAWAY after 100) and of
+    // SETTINGS/PING (one pending ACK or PONG at a time: it stops reading until it is written).
     builder
         .http2()
         .timer(TokioTimer::new())
+        // Also bounds the HPACK-decoded size of a CONTINUATION chain.
         .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32)
-        .max_concurrent_streams(128)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        // Rapid reset (CVE-2023-44487): streams the client resets before hyper accepted them
+        // are not "concurrent"; more than this many pending at once is a GOAWAY.
+        .max_pending_accept_reset_streams(Some(20))
+        // Streams h2 itself had to reset (malformed, refused over max_concurrent_streams,
+        // content-length mismatch) over the connection's life; beyond it, GOAWAY. Well-behaved
+        // clients cause none (RUSTSEC-2024-0003).
+        .max_local_error_reset_streams(Some(256))
+        // Response bytes queued per stream for a peer that opens windows but does not read:
+        // with MAX_CONCURRENT_STREAMS streams, at most 128 × 64 KiB = 8 MiB per connection.
+        .max_send_buf_size(64 * 1024)
         // Dead peers are found by PING instead of holding streams forever.
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
@@ -52,11 +73,16 @@ pub async fn run(
     listener: TcpListener,
     shared: Shared,
     metrics: Arc<Metrics>,
+    limiter: Arc<ConnectionLimiter>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
     while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
         let snapshot = shared.load_full();
+        // Over a cap the socket is dropped here, before any TLS work is spent on it.
+        let Some(permit) = limiter.admit(peer, snapshot.client.connection_caps, &metrics) else {
+            continue;
+        };
         let acceptor = TlsAcceptor::from(snapshot.tls.server_config.clone());
         let limits = snapshot.client.clone();
         drop(snapshot);
@@ -66,6 +92,7 @@ pub async fn run(
         let open = metrics.connection_opened("https");
         tokio::spawn(async move {
             let _open = open;
+            let _permit = permit;
             let _ = tcp.set_nodelay(true);
             let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await
             {
@@ -100,12 +127,29 @@ pub async fn run(
             let io = IdleIo::new(tls, limits.idle_timeout, in_flight);
             let builder = connection_builder(&limits, h2);
             let service_shared = shared.clone();
+            let resets = PrematureResets::new();
+            let service_resets = resets.clone();
             let service = service_fn(move |request| {
-                proxy::serve(request, connection.clone(), service_shared.clone())
+                let watch = service_resets.begin();
+                let response = proxy::serve(request, connection.clone(), service_shared.clone());
+                async move {
+                    let response = response.await;
+                    watch.answered();
+                    response
+                }
             });
             let result = if h2 {
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                watcher.watch(conn.into_owned()).await
+                tokio::select! {
+                    result = watcher.watch(conn.into_owned()) => result,
+                    () = resets.tripped() => {
+                        // Dropping the connection closes it: no GOAWAY, the client lost its
+                        // right to a clean goodbye.
+                        tracing::warn!(%peer, "HTTP/2 connection closed: most of its requests \
+                            were reset by the client before their response (rapid reset)");
+                        return;
+                    }
+                }
             } else {
                 let io = TokioIo::new(ParseErrorHeads::new(io, shared));
                 let conn = builder.serve_connection_with_upgrades(io, service);

@@ -3,6 +3,8 @@
 pub mod http;
 pub mod https;
 pub mod io;
+pub mod limit;
+pub mod resets;
 pub mod tls;
 
 use std::net::SocketAddr;

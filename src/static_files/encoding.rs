@@ -38,11 +38,13 @@ impl Encoding {
 }
 
 /// The encodings the client accepts, highest q first, brotli before gzip on a tie (smaller).
-/// `q=0` refuses a coding, also one that `*` would allow.
+/// `q=0` refuses a coding, also one that `*` would allow; an `identity` weighted above both
+/// means the plain file.
 pub fn accepted(headers: &HeaderMap) -> Vec<Encoding> {
     let mut br = None;
     let mut gzip = None;
     let mut any = None;
+    let mut identity = None;
     let elements = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
@@ -59,6 +61,8 @@ pub fn accepted(headers: &HeaderMap) -> Vec<Encoding> {
             &mut gzip
         } else if coding == "*" {
             &mut any
+        } else if coding.eq_ignore_ascii_case("identity") {
+            &mut identity
         } else {
             continue;
         };
@@ -67,6 +71,10 @@ pub fn accepted(headers: &HeaderMap) -> Vec<Encoding> {
     }
     let br = br.or(any).unwrap_or(0);
     let gzip = gzip.or(any).unwrap_or(0);
+    // An explicit preference for the plain file over both codings (as `compress` reads it).
+    if identity.is_some_and(|identity| identity > br.max(gzip)) {
+        return Vec::new();
+    }
     let mut out = Vec::with_capacity(2);
     match (br > 0, gzip > 0) {
         (true, true) if gzip > br => out.extend([Encoding::Gzip, Encoding::Brotli]),
@@ -130,6 +138,9 @@ mod tests {
         assert_eq!(accept(&["gzip;q=1.0, br;q=0.5"]), vec![Gzip, Brotli]);
         assert_eq!(accept(&["gzip", "br"]), vec![Brotli, Gzip]);
         assert_eq!(accept(&["identity"]), vec![]);
+        assert_eq!(accept(&["identity, br;q=0.5"]), vec![]);
+        assert_eq!(accept(&["identity;q=0.5, br"]), vec![Brotli]);
+        assert_eq!(accept(&["identity, br"]), vec![Brotli]);
         assert_eq!(accept(&["*"]), vec![Brotli, Gzip]);
     }
 

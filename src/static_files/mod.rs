@@ -28,7 +28,7 @@ use conditional::{Conditions, Precondition, RangeAnswer, Validators};
 use encoding::Encoding;
 use request_path::Target;
 use resolve::{Found, ResolveError};
-use stream::{read_exact_at, FileBody};
+use stream::{read_exact_at, FileBody, CHUNK};
 
 /// A compiled `static = { root, cache_control, deny_extensions, index }`.
 #[derive(Debug)]
@@ -262,7 +262,7 @@ impl StaticFiles {
         };
         let body = if head {
             PlannedBody::Empty
-        } else if content_length <= stream::CHUNK_() as u64 {
+        } else if content_length <= CHUNK as u64 {
             // One read here saves the streaming body its own trip to a blocking thread.
             let bytes = read_exact_at(&opened.file, start, content_length as usize)
                 .map_err(|err| ProxyError::FileSystem(err.to_string()))?;

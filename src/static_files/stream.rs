@@ -15,9 +15,7 @@ use tokio::task::JoinHandle;
 
 /// Bytes per read. Large enough that a 1 MiB file costs 8 blocking-pool round trips, small
 /// enough that many concurrent downloads stay cheap.
-pub static CHUNK_SIZE: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| std::env::var("RAMPART_CHUNK_KIB").ok().and_then(|v| v.parse().ok()).unwrap_or(128) * 1024);
-#[allow(non_snake_case)]
-pub fn CHUNK_() -> usize { *CHUNK_SIZE }
+pub const CHUNK: usize = 128 * 1024;
 
 /// Streams `len` bytes from `offset`. The next chunk is read while the current one is being
 /// sent (one read ahead).
@@ -48,7 +46,7 @@ impl FileBody {
         if self.unread == 0 || self.reading.is_some() {
             return;
         }
-        let len = usize::try_from(self.unread).map_or(CHUNK_(), |unread| unread.min(CHUNK_()));
+        let len = usize::try_from(self.unread).map_or(CHUNK, |unread| unread.min(CHUNK));
         let file = self.file.clone();
         let offset = self.next_offset;
         self.reading = Some(tokio::task::spawn_blocking(move || {

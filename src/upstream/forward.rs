@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use crate::body::{caused_by, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody};
 use crate::errors::ProxyError;
 use crate::upstream::health::InFlightRequest;
+use crate::upstream::pool::Answers;
 use crate::upstream::Upstream;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -44,15 +45,30 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            // Bytes, not `to_str`: a value with a non-ASCII byte still lists headers to drop
+            // (found by fuzzing: `Connection: \x8b, X-Secret` forwarded X-Secret).
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
             .collect();
         for name in listed {
             headers.remove(name);
         }
     }
     for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Drops request headers whose names contain `_`, as nginx does (`underscores_in_headers off`).
+/// CGI-style app servers (WSGI, Django's `request.META`) turn `-` into `_`, so
+/// `X_Forwarded_For` would land on the same key as the `X-Forwarded-For` rampart sets.
+pub fn strip_underscored(headers: &mut HeaderMap) {
+    let underscored: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in underscored {
         headers.remove(name);
     }
 }
@@ -142,6 +158,7 @@ pub async fn forward(
         None
     };
     strip_hop_by_hop(&mut headers);
+    strip_underscored(&mut headers);
     // We answer `Expect: 100-continue` ourselves (hyper does when the body is first read).
     headers.remove(header::EXPECT);
     set_forwarding_headers(&mut headers, ctx);
@@ -151,20 +168,29 @@ pub async fn forward(
     }
 
     let has_body = !http_body::Body::is_end_stream(&body);
+    // hyper's client sends a body of unknown length on GET, HEAD or CONNECT as no body at all
+    // unless the request says chunked: say it, so the app gets the body the client sent.
+    if has_body
+        && !headers.contains_key(header::CONTENT_LENGTH)
+        && http_body::Body::size_hint(&body).exact().is_none()
+    {
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
 
-    // Retry only what cannot have reached the app: a connect failure of a bodiless idempotent
-    // request, on another server.
-    let retry = !has_body
-        && is_idempotent(&parts.method)
-        && upstream.settings.retries > 0
-        && upstream.server_count() > 1;
+    // What may be sent twice: a bodiless idempotent request (RFC 9110 §9.2.2).
+    let resendable = !has_body && is_idempotent(&parts.method);
+    // Retry only what cannot have reached the app: a connect failure, on another server.
+    let retry = resendable && upstream.settings.retries > 0 && upstream.server_count() > 1;
     let attempts = if retry {
         1 + (upstream.settings.retries as usize).min(upstream.server_count() - 1)
     } else {
         1
     };
-    let spare_headers = retry.then(|| headers.clone());
+    let spare_headers = resendable.then(|| headers.clone());
     let mut body = Some(if has_body {
         RequestBody::new(body, ctx.max_body)
     } else {
@@ -175,6 +201,7 @@ pub async fn forward(
     // Servers this request already failed on: a retry never goes back to one.
     let mut failed: Vec<usize> = Vec::new();
     let mut last_error = None;
+    let mut stale_resends = 0;
     let (response, captured, pick) = loop {
         let Some(pick) = upstream.pick(&failed) else {
             // Failing fast: every server is known to be down (see README, "all servers down").
@@ -203,6 +230,13 @@ pub async fn forward(
         .await;
         match sent {
             Ok(Ok(response)) => {
+                if let Some(answers) = captured
+                    .connection_metadata()
+                    .as_ref()
+                    .and_then(Answers::of)
+                {
+                    answers.record();
+                }
                 upstream.request_succeeded(&pick);
                 break (response, captured, pick);
             }
@@ -220,6 +254,13 @@ pub async fn forward(
                 }
                 if caused_by::<ClientBodyError>(&err) {
                     return Err(ProxyError::ClientBody(error_chain(&err)));
+                }
+                // A keep-alive connection the server closed while it sat in the pool is no
+                // sign of a sick server; nginx gives such a request another try too.
+                if resendable && stale_resends < MAX_STALE_RESENDS && on_stale_connection(&err) {
+                    stale_resends += 1;
+                    tracing::debug!(upstream = %upstream.name, server = %server.label, error = %error_chain(&err), "pooled connection closed before answering, sending again");
+                    continue;
                 }
                 upstream.request_failed(&pick);
                 let detail = error_chain(&err);
@@ -277,6 +318,46 @@ pub async fn forward(
         parts,
         ResponseBody::upstream(body, in_flight),
     ))
+}
+
+/// Sends of one request on stale pooled connections before giving up (each takes a connection
+/// out of the pool: a fresh one comes after the stale ones).
+const MAX_STALE_RESENDS: usize = 2;
+
+/// The request went out on a pooled connection that had answered before, and that connection
+/// closed before any byte of a response: the server most likely closed it while it sat idle
+/// (the keep-alive race) and never processed the request. Only idempotent requests are sent
+/// again, since "most likely" is not "surely".
+fn on_stale_connection(err: &hyper_util::client::legacy::Error) -> bool {
+    let reused = err
+        .connect_info()
+        .and_then(Answers::of)
+        .is_some_and(|answers| answers.answered_before());
+    reused && closed_before_response(err)
+}
+
+fn closed_before_response(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Answers the client's upgrade with the upstream's 101 and splices the two connections.
@@ -348,6 +429,24 @@ mod tests {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
         headers.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+
+        let mut headers = HeaderMap::new();
+        let listed = HeaderValue::from_bytes(b"\x8b-x, X-Secret").unwrap();
+        headers.insert(header::CONNECTION, listed);
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert!(headers.is_empty(), "{headers:?}");
+    }
+
+    #[test]
+    fn underscored_names_are_dropped() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x_forwarded_for", HeaderValue::from_static("6.6.6.6"));
+        headers.append("x_forwarded_for", HeaderValue::from_static("7.7.7.7"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_underscored(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-kept"));
     }

@@ -15,7 +15,7 @@ use http::header::HeaderValue;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::UnixStream;
@@ -108,8 +108,8 @@ pub struct UpstreamServer {
 
 #[derive(Debug)]
 enum ServerClient {
-    Tcp(Client<HttpConnector, RequestBody>),
-    Unix(Client<UnixConnector, RequestBody>),
+    Tcp(Client<CountAnswers<HttpConnector>, RequestBody>),
+    Unix(Client<CountAnswers<UnixConnector>, RequestBody>),
 }
 
 /// The server chosen for one try of a request.
@@ -272,7 +272,7 @@ impl UpstreamServer {
                     format!("http://{authority}"),
                     authority,
                     host,
-                    ServerClient::Tcp(builder.build(connector)),
+                    ServerClient::Tcp(builder.build(CountAnswers(connector))),
                 )
             }
             ServerAddr::Unix(path) => {
@@ -283,10 +283,10 @@ impl UpstreamServer {
                     format!("unix:{}", path.display()),
                     authority,
                     HeaderValue::from_static("localhost"),
-                    ServerClient::Unix(builder.build(UnixConnector {
+                    ServerClient::Unix(builder.build(CountAnswers(UnixConnector {
                         path: Arc::new(path),
                         timeout: settings.connect_timeout,
-                    })),
+                    }))),
                 )
             }
         };
@@ -361,6 +361,116 @@ impl tower_service::Service<Uri> for UnixConnector {
                 Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")),
             }
         })
+    }
+}
+
+/// The responses one upstream connection has delivered, carried in its [`Connected`] metadata.
+/// A connection that answered before and then closes before answering again is a stale
+/// keep-alive connection (the server closed it while it sat in the pool), not a sick server:
+/// `forward` may send an idempotent request again.
+#[derive(Debug, Clone, Default)]
+pub struct Answers(Arc<AtomicUsize>);
+
+impl Answers {
+    /// The counter of the connection `connected` describes.
+    pub fn of(connected: &Connected) -> Option<Answers> {
+        let mut extensions = http::Extensions::new();
+        connected.get_extras(&mut extensions);
+        extensions.get::<Answers>().cloned()
+    }
+
+    /// A response head arrived on this connection.
+    pub fn record(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The connection was reused: it had answered before.
+    pub fn answered_before(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// Wraps a connector so that each connection carries its own [`Answers`].
+#[derive(Debug, Clone)]
+struct CountAnswers<C>(C);
+
+impl<C> tower_service::Service<Uri> for CountAnswers<C>
+where
+    C: tower_service::Service<Uri>,
+    C::Future: Send + 'static,
+{
+    type Response = Counted<C::Response>;
+    type Error = C::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, C::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), C::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            let io = connecting.await?;
+            Ok(Counted {
+                io,
+                answers: Answers::default(),
+            })
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream connection and its [`Answers`].
+    struct Counted<T> {
+        #[pin]
+        io: T,
+        answers: Answers,
+    }
+}
+
+impl<T: Connection> Connection for Counted<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected().extra(self.answers.clone())
+    }
+}
+
+impl<T: hyper::rt::Read> hyper::rt::Read for Counted<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.project().io.poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write> hyper::rt::Write for Counted<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
     }
 }
 

@@ -1437,3 +1437,10 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The smuggling catalogue's upstream: exact bytes per connection
+// ---------------------------------------------------------------------------------------------
+
+pub mod byte_recorder;
+pub use byte_recorder::{ByteRecorder, ForwardedRequest};
