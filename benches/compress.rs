@@ -12,7 +12,8 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http_body::{Body, Frame};
-use rampart::compress::{CompressBody, Encoding};
+use rampart::compress::CompressBody;
+use rampart::encoding::Encoding;
 
 const CHUNK: usize = 16 * 1024;
 

@@ -11,14 +11,15 @@ use async_compression::tokio::write::{BrotliEncoder, GzipEncoder};
 use async_compression::Level;
 use bytes::Bytes;
 use http::header::{
-    ACCEPT_ENCODING, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE,
-    CONTENT_TYPE, ETAG, VARY,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ETAG, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use tokio::io::AsyncWrite;
 
 use crate::body::{BoxError, ResponseBody};
+use crate::encoding::{self, Encoding};
 
 /// Smaller bodies are sent as they are: the gain is a few hundred bytes at most, and they fit
 /// in one or two TCP segments anyway. A body of unknown length (chunked) is compressed.
@@ -39,22 +40,6 @@ static DIGEST_HEADERS: [HeaderName; 4] = [
     HeaderName::from_static("digest"),
     HeaderName::from_static("content-md5"),
 ];
-
-/// A content coding rampart produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Brotli,
-    Gzip,
-}
-
-impl Encoding {
-    fn header_value(self) -> HeaderValue {
-        HeaderValue::from_static(match self {
-            Encoding::Brotli => "br",
-            Encoding::Gzip => "gzip",
-        })
-    }
-}
 
 /// What compression needs to know of a request, taken before the request moves upstream.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +74,7 @@ impl Negotiation {
         let Some(encoding) = self.encoding else {
             return response;
         };
-        headers.insert(CONTENT_ENCODING, encoding.header_value());
+        headers.insert(CONTENT_ENCODING, encoding.content_encoding());
         // The length and byte ranges were those of the uncompressed body.
         headers.remove(CONTENT_LENGTH);
         headers.remove(ACCEPT_RANGES);
@@ -102,75 +87,10 @@ impl Negotiation {
     }
 }
 
-/// The coding to use for a request's `Accept-Encoding` (RFC 9110 §12.5.3): the accepted one
-/// with the higher q-value, brotli on a tie; `None` when neither is accepted, when the header
-/// is absent, or when `identity` is explicitly preferred over both. `*` stands for codings not
-/// named; `q=0` refuses; `x-gzip` is gzip. A malformed entry is ignored.
+/// The coding to use for a request's `Accept-Encoding`: the best accepted one (see
+/// [`encoding::accepted`]), `None` when the client accepts neither.
 pub fn negotiate(headers: &HeaderMap) -> Option<Encoding> {
-    let mut brotli = None;
-    let mut gzip = None;
-    let mut identity = None;
-    let mut any = None;
-    for value in headers.get_all(ACCEPT_ENCODING) {
-        let Ok(text) = value.to_str() else { continue };
-        for item in text.split(',') {
-            let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim();
-            let Some(q) = quality(parts) else { continue };
-            let slot = if coding.eq_ignore_ascii_case("br") {
-                &mut brotli
-            } else if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
-                &mut gzip
-            } else if coding.eq_ignore_ascii_case("identity") {
-                &mut identity
-            } else if coding == "*" {
-                &mut any
-            } else {
-                continue;
-            };
-            // Named twice: the lower weight wins, so a refusal is never overridden.
-            *slot = Some(slot.map_or(q, |old: u16| old.min(q)));
-        }
-    }
-    let brotli = brotli.or(any).unwrap_or(0);
-    let gzip = gzip.or(any).unwrap_or(0);
-    let (encoding, q) = if brotli >= gzip {
-        (Encoding::Brotli, brotli)
-    } else {
-        (Encoding::Gzip, gzip)
-    };
-    if q == 0 || identity.is_some_and(|identity| identity > q) {
-        return None;
-    }
-    Some(encoding)
-}
-
-/// The weight of one `Accept-Encoding` entry in thousandths, from its parameters: 1000 without
-/// `q`; `None` when `q` is malformed (RFC 9110 §12.4.2: `0[.ddd]` or `1[.000]`).
-fn quality<'a>(params: impl Iterator<Item = &'a str>) -> Option<u16> {
-    let mut q = 1000;
-    for param in params {
-        let (name, value) = param.split_once('=')?;
-        if !name.trim().eq_ignore_ascii_case("q") {
-            continue;
-        }
-        let value = value.trim();
-        let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
-        if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let thousandths = fraction
-            .bytes()
-            .chain(std::iter::repeat(b'0'))
-            .take(3)
-            .fold(0u16, |sum, digit| sum * 10 + u16::from(digit - b'0'));
-        q = match whole {
-            "0" => thousandths,
-            "1" if thousandths == 0 => 1000,
-            _ => return None,
-        };
-    }
-    Some(q)
+    encoding::accepted(headers).first().copied()
 }
 
 /// Whether a response may be compressed, whatever the client accepts: it has a body of a
@@ -459,7 +379,7 @@ mod tests {
 
     fn accept(value: &'static str) -> Option<Encoding> {
         let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static(value));
+        headers.insert(http::header::ACCEPT_ENCODING, HeaderValue::from_static(value));
         negotiate(&headers)
     }
 
@@ -498,8 +418,6 @@ mod tests {
         assert_eq!(accept("gzip;q"), None);
         assert_eq!(accept("br;q=x, gzip"), Some(Encoding::Gzip));
         assert_eq!(accept("gzip;level=1"), Some(Encoding::Gzip));
-        assert_eq!(quality("q=0.25".split(';')), Some(250));
-        assert_eq!(quality("q=0.5".split(';')), Some(500));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod certgen;
 pub mod client_ip;
 pub mod compress;
 pub mod config;
+pub mod encoding;
 pub mod errors;
 #[doc(hidden)]
 pub mod fuzzing;

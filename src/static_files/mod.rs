@@ -8,7 +8,6 @@
 //! small body → the response, whose larger bodies stream in bounded chunks ([`stream`]).
 
 mod conditional;
-mod encoding;
 mod request_path;
 mod resolve;
 mod stream;
@@ -25,7 +24,7 @@ use crate::body::ResponseBody;
 use crate::errors::ProxyError;
 use crate::path::{encode_path, encode_query};
 use conditional::{Conditions, Precondition, RangeAnswer, Validators};
-use encoding::Encoding;
+use crate::encoding::{self, Encoding};
 use request_path::Target;
 use resolve::{Found, ResolveError};
 use stream::{read_exact_at, FileBody, CHUNK};

@@ -1,5 +1,6 @@
-//! Accept-Encoding (RFC 9110 §12.5.3) → which precompressed siblings (`app.js.br`,
-//! `app.js.gz`) may be sent, best first.
+//! The content codings rampart sends (brotli, gzip) and the one Accept-Encoding parser
+//! (RFC 9110 §12.5.3) that both response compression and precompressed static siblings
+//! (`app.js.br`, `app.js.gz`) use, so the two never read a header differently.
 
 use http::header::{self, HeaderMap, HeaderValue};
 
@@ -66,8 +67,8 @@ pub fn accepted(headers: &HeaderMap) -> Vec<Encoding> {
         } else {
             continue;
         };
-        // A coding listed twice keeps its first weight.
-        slot.get_or_insert(q);
+        // Named twice: the lower weight wins, so a refusal is never overridden.
+        *slot = Some(slot.map_or(q, |old: u16| old.min(q)));
     }
     let br = br.or(any).unwrap_or(0);
     let gzip = gzip.or(any).unwrap_or(0);
@@ -142,6 +143,15 @@ mod tests {
         assert_eq!(accept(&["identity;q=0.5, br"]), vec![Brotli]);
         assert_eq!(accept(&["identity, br"]), vec![Brotli]);
         assert_eq!(accept(&["*"]), vec![Brotli, Gzip]);
+    }
+
+    #[test]
+    fn weights_are_thousandths() {
+        assert_eq!(quality("q=0.25".split(';')), Some(250));
+        assert_eq!(quality("q=0.5".split(';')), Some(500));
+        assert_eq!(quality("q=1.000".split(';')), Some(1000));
+        assert_eq!(quality("q=1.5".split(';')), None);
+        assert_eq!(accept(&["gzip, gzip;q=0"]), vec![], "a refusal is never overridden");
     }
 
     #[test]
