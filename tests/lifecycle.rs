@@ -184,6 +184,22 @@ async fn sighup_reloads_and_a_bad_edit_keeps_the_running_config() {
         proc.child.as_mut().unwrap().try_wait().unwrap().is_none(),
         "still running"
     );
+
+    // A new listen address cannot be applied by a reload: the rest is, and the log says so.
+    let moved = config(&up.server(), "v3").replace("127.0.0.1:0", "127.0.0.1:1");
+    std::fs::write(&cfg, &moved).unwrap();
+    signal(&proc, "HUP");
+    let warning = proc
+        .wait_for_line("listen address changed", Duration::from_secs(5))
+        .await;
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains("listen.https"), "{warning}");
+    assert!(warning.contains("restart"), "{warning}");
+    assert_eq!(
+        version().await,
+        "v3",
+        "served on the old address, new config"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
