@@ -18,6 +18,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::byte_recorder::{ByteRecorder, ForwardedRequest};
 use common::*;
 use tokio::io::AsyncWriteExt;
 

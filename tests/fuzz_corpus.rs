@@ -1,22 +1,31 @@
-//! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`) through the same entry points the
-//! fuzz targets call, so every input the fuzzer once kept, crashes found included, is checked on
-//! each test run without nightly or cargo-fuzz. A missing or empty corpus fails: a deleted corpus
-//! would otherwise pass silently.
+//! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`, minimized by `cargo fuzz cmin`)
+//! and the inputs that once broke an invariant (`fuzz/regressions/<target>/`, kept by hand)
+//! through the same entry points the fuzz targets call, so each test run checks them without
+//! nightly or cargo-fuzz. A missing or empty corpus fails: a deleted corpus would otherwise pass
+//! silently.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-fn replay(target: &str, entry: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|err| panic!("corpus {} missing: {err}", dir.display()))
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|err| panic!("{} missing: {err}", dir.display()))
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.is_file())
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "corpus {} is empty", dir.display());
+    files
+}
+
+fn replay(target: &str, entry: fn(&[u8])) {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let corpus = fuzz.join("corpus").join(target);
+    let mut files = files_in(&corpus);
+    assert!(!files.is_empty(), "corpus {} is empty", corpus.display());
+    let regressions = fuzz.join("regressions").join(target);
+    if regressions.exists() {
+        files.extend(files_in(&regressions));
+    }
 
     let mut failures = Vec::new();
     for file in &files {

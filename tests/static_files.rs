@@ -720,3 +720,20 @@ fn config_errors_name_the_key() {
     );
     rampart::config::load_str(&ok, "ok.toml").unwrap();
 }
+
+/// The ACME http-01 answer: a dot in the route's own prefix is not a hidden file below root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acme_challenge_route_under_well_known_serves_its_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("Xy-z_09token"), "Xy-z_09token.thumbprint");
+    let config = format!(
+        "[[routes]]\nname = \"acme\"\npath = \"/.well-known/acme-challenge/\"\nstatic = {{ root = {:?} }}\n",
+        dir.path().display().to_string()
+    );
+    let proxy = TestProxy::start(&config).await;
+    let client = proxy.client_h1();
+    let url = proxy.url("/.well-known/acme-challenge/Xy-z_09token");
+    let resp = client.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "Xy-z_09token.thumbprint");
+}

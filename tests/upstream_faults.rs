@@ -459,6 +459,17 @@ async fn garbage_response_heads_are_502() {
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n",
         ),
     ];
+    // hyper's client takes at most 100 header lines.
+    let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..100 {
+        many.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    let cases: Vec<(&str, &[u8])> = cases
+        .iter()
+        .copied()
+        .chain([("101 header lines", &many[..])])
+        .collect();
     let mut upstreams = Vec::new();
     let mut config = String::new();
     for (i, (_, canned)) in cases.iter().enumerate() {

@@ -18,6 +18,7 @@
 #
 #   bash benches/attacks/slow_clients.sh
 #   SLOW=3000 DURATION=20s bash benches/attacks/slow_clients.sh
+#   KEEP=1 bash benches/attacks/slow_clients.sh    # keep slowhttptest's CSV/HTML and wrk output
 #
 # Needs wrk and slowhttptest (apt-get install when missing) and python3.
 set -euo pipefail
@@ -51,7 +52,7 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$work"
+    if [ -n "${KEEP:-}" ]; then echo "outputs kept in $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -68,7 +69,8 @@ class App(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
     def do_GET(self):
-        self._answer(b"hello from the app\n" * (200 if self.path.startswith("/big") else 1))
+        # /big: 64 KiB, more than a slow reader's windows take at once
+        self._answer(b"x" * 65536 if self.path.startswith("/big") else b"hello from the app\n")
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
@@ -81,7 +83,7 @@ server.daemon_threads = True
 print(server.server_address[1], flush=True)
 server.serve_forever()
 PY
-python3 "$work/app.py" >"$work/app.port" &
+python3 "$work/app.py" >"$work/app.port" 2>"$work/app.log" &
 pids+=($!)
 for _ in $(seq 1 50); do [ -s "$work/app.port" ] && break; sleep 0.1; done
 app_port=$(head -n1 "$work/app.port")
@@ -155,7 +157,7 @@ pids+=($!)
 slowhttptest -B -c "$slow_body" -r 200 -i 2 -x 10 -s 1000000 -l "$ATTACK_LENGTH" -p 3 -g \
     -o "$work/slowbody" -u "https://127.0.0.1:$port/upload" >"$work/slowbody.out" 2>&1 &
 pids+=($!)
-slowhttptest -X -c "$slow_read" -r 200 -k 50 -n 5 -w 16 -y 64 -z 8 -l "$ATTACK_LENGTH" -p 3 -g \
+slowhttptest -X -c "$slow_read" -r 200 -k 10 -n 5 -w 16 -y 64 -z 8 -l "$ATTACK_LENGTH" -p 3 -g \
     -o "$work/slowread" -u "https://127.0.0.1:$port/big" >"$work/slowread.out" 2>&1 &
 pids+=($!)
 sleep 5 # every slow connection is open
@@ -170,22 +172,28 @@ for _ in $(seq 1 $((wait_for > 0 ? wait_for : 1))); do
     pgrep -x slowhttptest >/dev/null || break
     sleep 1
 done
-# Per kind: the most connections open at once, and the second at which none was left open.
-for kind in slowloris slowbody slowread; do
-    python3 - "$work/$kind.csv" "$kind" <<'PY'
-import csv, sys
+# Per kind, from slowhttptest's per-second CSV and its last words: the most connections open
+# at once, how many the proxy closed, and when the test ended (it ends early, "No open
+# connections left", once the proxy closed them all).
+summary() {
+    python3 - "$work/$1.csv" "$work/$1.out" "$1" <<'PY'
+import csv, re, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
+out = re.sub(r"\x1b\[[0-9;]*m", "", open(sys.argv[2], errors="replace").read())
 def col(row, name):
     return int(next(v for k, v in row.items() if k.strip().lower() == name))
 peak = max(col(r, "connected") for r in rows)
-peak_at = next(col(r, "seconds") for r in rows if col(r, "connected") == peak)
-gone = next((col(r, "seconds") for r in rows
-             if col(r, "seconds") > peak_at and col(r, "connected") == 0 and col(r, "pending") == 0), None)
+opened_by = next(col(r, "seconds") for r in rows if col(r, "connected") == peak)
 closed = max(col(r, "closed") for r in rows)
-print(f"{sys.argv[2]:9}: at most {peak} open at once (second {peak_at}), {closed} closed by the proxy, "
-      f"none left open from second {gone}")
+last = rows[-1]
+ended = re.findall(r"Test ended on (\d+)\w* second", out)
+status = re.findall(r"Exit status: *(.*)", out)
+print(f"{sys.argv[3]:9}: {peak} open at once (all open by second {opened_by}); {closed} closed by "
+      f"the proxy; {col(last, 'connected')} still open at second {col(last, 'seconds')}; test ended "
+      f"on second {ended[-1] if ended else '?'}: {status[-1].strip() if status else '?'}")
 PY
-done
+}
+for kind in slowloris slowbody slowread; do summary "$kind"; done
 echo "rampart RSS: $rss_before KiB before, peak $(hwm_kib) KiB, $(rss_kib) KiB after; open https connections after: $(metric 'rampart_active_connections{listener="https"}')"
 kill "$rampart_pid" 2>/dev/null || true
 wait "$rampart_pid" 2>/dev/null || true
@@ -195,11 +203,5 @@ echo "== 3. slowloris of 1000 connections from one address against the default m
 start_rampart 256
 slowhttptest -H -c 1000 -r 500 -i 2 -x 20 -l 15 -p 3 -g -o "$work/capped" \
     -u "https://127.0.0.1:$port/" >"$work/capped.out" 2>&1 || true
-python3 - "$work/capped.csv" <<'PY'
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-def col(row, name):
-    return int(next(v for k, v in row.items() if k.strip().lower() == name))
-print(f"slowloris: at most {max(col(r, 'connected') for r in rows)} connected at once")
-PY
+summary capped
 echo "rampart_connections_refused_total{reason=\"max_connections_per_ip\"} = $(metric 'rampart_connections_refused_total{reason="max_connections_per_ip"}')"

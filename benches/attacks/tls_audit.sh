@@ -223,6 +223,9 @@ for key in ["SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3", "cipherlist_
     f = by_id.get(key)
     if f:
         print(f"  {key:22} {f.get('severity'):8} {f.get('finding')}")
+for f in findings:
+    if f.get("severity") in ("LOW", "MEDIUM"):
+        print(f"  {f.get('id'):22} {f.get('severity'):8} {f.get('finding')}")
 counts = {}
 for f in findings:
     counts[f.get("severity")] = counts.get(f.get("severity"), 0) + 1

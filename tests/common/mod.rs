@@ -1443,4 +1443,3 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
 // ---------------------------------------------------------------------------------------------
 
 pub mod byte_recorder;
-pub use byte_recorder::{ByteRecorder, ForwardedRequest};

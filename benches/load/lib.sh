@@ -1,0 +1,90 @@
+# Helpers shared by the load benches (sourced, not run): installing the tools, starting and
+# waiting for servers, parsing wrk and h2load, medians, memory of a process tree.
+
+# Installs the Debian packages given as "command:package" pairs whose command is missing.
+need_tools() {
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || [ -x "/usr/sbin/${pair%%:*}" ] || missing+=("${pair#*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing ${missing[*]} with apt-get"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# wait_https PORT PATH: until the server answers 2xx over HTTPS (10 s).
+wait_https() {
+    local _
+    for _ in $(seq 1 100); do
+        curl -ksf -o /dev/null "https://127.0.0.1:$1$2" && return 0
+        sleep 0.1
+    done
+    echo "the server on port $1 did not come up" >&2
+    return 1
+}
+
+# wait_http PORT PATH: the same over plain HTTP.
+wait_http() {
+    local _
+    for _ in $(seq 1 100); do
+        curl -sf -o /dev/null "http://127.0.0.1:$1$2" && return 0
+        sleep 0.1
+    done
+    echo "the server on port $1 did not come up" >&2
+    return 1
+}
+
+# A latency as wrk prints it (`812.00us`, `1.20ms`, `2.01s`) → milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        unit = v; sub(/^[0-9.]+/, "", unit); n = v; sub(/[a-z]+$/, "", n);
+        if (unit == "us") n /= 1000; else if (unit == "s") n *= 1000; else if (unit == "m") n *= 60000;
+        printf "%.2f", n }'
+}
+
+# From wrk's output (with --latency): requests/s, and a percentile ("50%", "99%") in ms.
+wrk_rps() { awk '$1 == "Requests/sec:" { print $2 }'; }
+wrk_percentile_ms() { # PERCENT
+    local value
+    value=$(awk -v p="$1" '$1 == p { print $2; exit }')
+    to_ms "${value:-0}"
+}
+
+# From h2load's output: requests/s.
+h2load_rps() { awk '$1 == "finished" { for (i = 1; i <= NF; i++) if ($i == "req/s,") print $(i - 1) }'; }
+
+# From h2load's --log-file (start µs, status, duration µs per request): a percentile in ms.
+h2load_log_percentile_ms() { # FILE PERCENT
+    cut -f3 "$1" | sort -n | awk -v p="$2" '{ v[NR] = $1 }
+        END { if (NR == 0) { print "0"; exit }
+              i = int(NR * p / 100 + 0.5); if (i < 1) i = 1; if (i > NR) i = NR;
+              printf "%.2f", v[i] / 1000 }'
+}
+
+# The median of the numbers on stdin (whitespace or newline separated).
+median() {
+    tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 }
+        END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
+              else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# A line of /proc/PID/status in KiB, summed over PID and its children (nginx: master + workers).
+tree_status_kib() { # PID FIELD
+    local pids total=0 pid kib
+    pids="$1 $(pgrep -P "$1" | tr '\n' ' ')"
+    for pid in $pids; do
+        kib=$(awk -v f="$2:" '$1 == f { print $2 }' "/proc/$pid/status" 2>/dev/null)
+        total=$((total + ${kib:-0}))
+    done
+    echo "$total"
+}
+
+# KiB → MiB with one decimal.
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+
+load_average() { cut -d' ' -f1-3 /proc/loadavg; }

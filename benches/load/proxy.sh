@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# Reverse proxying: rampart against nginx doing the same job on this machine, and the upstream
+# alone (the ceiling).
+#
+# The job: TLS 1.2/1.3 termination with the same ECDSA P-256 certificate (`rampart cert`), ALPN
+# h2 + http/1.1, the strict security headers on every response (HSTS, CSP, X-Frame-Options,
+# X-Content-Type-Options, Referrer-Policy, Permissions-Policy, COOP, X-Request-Id), the
+# upstream's Server and X-Powered-By stripped, X-Forwarded-For/-Proto/-Host, X-Real-IP and
+# X-Request-Id sent upstream, over keep-alive connections to the same upstream
+# (examples/bench_upstream.rs: one thread, a fixed 512-byte page). Both: 2 workers, access log
+# off, compression off, no rate limit.
+#
+# Measured in interleaved rounds (the order rotates each round), each for DURATION:
+#   h1  wrk -t2 -c$CONNECTIONS --latency, HTTPS keep-alive, HTTP/1.1
+#   h2  h2load -t2 -c$H2_CLIENTS -m$H2_STREAMS, HTTPS, HTTP/2 (percentiles from its --log-file)
+#   hs  wrk -t2 -c$CONNECTIONS -H "Connection: close": a new TCP connection and a full TLS
+#       handshake per request (wrk does not resume sessions: checked against nginx's
+#       $ssl_session_reused when the script was written)
+# then prints the medians, the rampart/nginx ratios, idle RSS (after start and a few requests)
+# and peak RSS (VmHWM; nginx: master + workers summed).
+#
+#   bash benches/load/proxy.sh
+#   ROUNDS=5 DURATION=15s CONNECTIONS=100 bash benches/load/proxy.sh
+#
+# Needs nginx, wrk and h2load (nghttp2-client): installed with apt-get when missing.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-50}
+H2_CLIENTS=${H2_CLIENTS:-10}
+H2_STREAMS=${H2_STREAMS:-10}
+RAMPART_PORT=${RAMPART_PORT:-18543}
+NGINX_PORT=${NGINX_PORT:-18544}
+UPSTREAM_PORT=${UPSTREAM_PORT:-18580}
+WORKERS=${WORKERS:-2}
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+# shellcheck source=benches/load/lib.sh
+source "$repo/benches/load/lib.sh"
+
+need_tools wrk:wrk nginx:nginx h2load:nghttp2-client
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet --bin rampart --example bench_upstream
+RAMPART="$repo/target/release/rampart"
+UPSTREAM="$repo/target/release/examples/bench_upstream"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+chmod 755 "$work"
+"$RAMPART" cert --host localhost --host 127.0.0.1 --out "$work/certs" >/dev/null 2>&1
+chmod 644 "$work/certs/dev.key" # nginx reads it as root, but its workers need nothing of it
+
+CSP="default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+
+cat >"$work/rampart.toml" <<EOF
+[listen]
+https = "127.0.0.1:$RAMPART_PORT"
+
+[tls]
+cert = "$work/certs/dev.crt"
+key = "$work/certs/dev.key"
+
+[log]
+access = false
+level = "warn"
+
+[upstreams.app]
+servers = ["http://127.0.0.1:$UPSTREAM_PORT"]
+
+[[routes]]
+name = "app"
+path = "/"
+upstream = "app"
+compress = false
+EOF
+
+mkdir -p "$work/nginx-tmp"
+cat >"$work/nginx.conf" <<EOF
+worker_processes $WORKERS;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    gzip off;
+    keepalive_timeout 60s;
+    keepalive_requests 1000000;
+    server_tokens off;
+    client_body_temp_path $work/nginx-tmp/body;
+    proxy_temp_path $work/nginx-tmp/proxy;
+    fastcgi_temp_path $work/nginx-tmp/fastcgi;
+    uwsgi_temp_path $work/nginx-tmp/uwsgi;
+    scgi_temp_path $work/nginx-tmp/scgi;
+    upstream app {
+        server 127.0.0.1:$UPSTREAM_PORT;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT ssl http2;
+        ssl_certificate $work/certs/dev.crt;
+        ssl_certificate_key $work/certs/dev.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Real-IP \$remote_addr;
+            proxy_set_header X-Request-Id \$request_id;
+            proxy_hide_header Server;
+            proxy_hide_header X-Powered-By;
+            add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;
+            add_header Content-Security-Policy "$CSP" always;
+            add_header X-Frame-Options "DENY" always;
+            add_header X-Content-Type-Options "nosniff" always;
+            add_header Referrer-Policy "strict-origin-when-cross-origin" always;
+            add_header Permissions-Policy "camera=(), microphone=(), geolocation=()" always;
+            add_header Cross-Origin-Opener-Policy "same-origin" always;
+            add_header X-Request-Id \$request_id always;
+        }
+    }
+}
+EOF
+
+"$UPSTREAM" "127.0.0.1:$UPSTREAM_PORT" 2>"$work/upstream.log" &
+pids+=($!)
+wait_http "$UPSTREAM_PORT" / || { cat "$work/upstream.log" >&2; exit 1; }
+# One worker thread per core is tokio's default; said explicitly so it matches nginx's workers.
+TOKIO_WORKER_THREADS=$WORKERS "$RAMPART" run --no-watch -c "$work/rampart.toml" >"$work/rampart.log" 2>&1 &
+rampart_pid=$!
+pids+=("$rampart_pid")
+"$NGINX" -c "$work/nginx.conf" -p "$work" 2>>"$work/nginx-error.log" &
+nginx_pid=$!
+pids+=("$nginx_pid")
+wait_https "$RAMPART_PORT" / || { cat "$work/rampart.log" >&2; exit 1; }
+wait_https "$NGINX_PORT" / || { cat "$work/nginx-error.log" >&2; exit 1; }
+
+# Both do the job: the page, the security headers, the upstream's Server and X-Powered-By gone.
+curl -s "http://127.0.0.1:$UPSTREAM_PORT/" >"$work/page"
+for port in "$RAMPART_PORT" "$NGINX_PORT"; do
+    for version in --http1.1 --http2; do
+        curl -ks "$version" -D "$work/head" -o "$work/body" "https://127.0.0.1:$port/"
+        cmp -s "$work/body" "$work/page" || { echo "port $port ($version) sent another body" >&2; exit 1; }
+        for header in strict-transport-security content-security-policy x-frame-options \
+            x-content-type-options referrer-policy permissions-policy cross-origin-opener-policy \
+            x-request-id; do
+            grep -qi "^$header:" "$work/head" ||
+                { echo "port $port ($version) sent no $header" >&2; cat "$work/head" >&2; exit 1; }
+        done
+        if grep -qi '^x-powered-by:\|^server: bench-upstream' "$work/head"; then
+            echo "port $port ($version) let the upstream's Server or X-Powered-By through" >&2
+            exit 1
+        fi
+    done
+done
+
+idle_rampart=$(tree_status_kib "$rampart_pid" VmRSS)
+idle_nginx=$(tree_status_kib "$nginx_pid" VmRSS)
+idle_upstream=$(tree_status_kib "${pids[0]}" VmRSS)
+
+declare -A results
+url_of() {
+    case $1 in
+        rampart) echo "https://127.0.0.1:$RAMPART_PORT/" ;;
+        nginx) echo "https://127.0.0.1:$NGINX_PORT/" ;;
+        direct) echo "http://127.0.0.1:$UPSTREAM_PORT/" ;;
+    esac
+}
+
+# Errors (non-2xx, socket errors) are printed: a fast error is not a fast answer.
+warn_errors() { # label output
+    if echo "$2" | grep -q "Non-2xx\|Socket errors"; then
+        echo "$2" | grep "Non-2xx\|Socket errors" | sed "s/^/    $1: /" >&2
+    fi
+}
+
+run_h1() { # server
+    local out
+    out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$(url_of "$1")")
+    warn_errors "$1 h1" "$out"
+    record "$1" h1 "$(echo "$out" | wrk_rps)" "$(echo "$out" | wrk_percentile_ms 50%)" \
+        "$(echo "$out" | wrk_percentile_ms 99%)"
+}
+
+run_h2() { # server
+    local out log="$work/h2load.log"
+    rm -f "$log"
+    out=$(h2load -t2 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "${DURATION%s}" --warm-up-time=1 \
+        --log-file="$log" "$(url_of "$1")")
+    if ! echo "$out" | grep -q "status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx"; then
+        echo "$out" | grep "requests:\|status codes:" | sed "s/^/    $1 h2: /" >&2
+    fi
+    record "$1" h2 "$(echo "$out" | h2load_rps)" "$(h2load_log_percentile_ms "$log" 50)" \
+        "$(h2load_log_percentile_ms "$log" 99)"
+}
+
+run_handshakes() { # server
+    local out
+    out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -H "Connection: close" "$(url_of "$1")")
+    warn_errors "$1 hs" "$out"
+    record "$1" hs "$(echo "$out" | wrk_rps)" "$(echo "$out" | wrk_percentile_ms 50%)" \
+        "$(echo "$out" | wrk_percentile_ms 99%)"
+}
+
+record() { # server test rps p50 p99
+    results[$1,$2]+="$3 $4 $5;"
+    printf '  %-3s %-8s %10s req/s   p50 %7s ms   p99 %7s ms   (load %s)\n' "$2" "$1" "$3" "$4" "$5" \
+        "$(load_average)"
+}
+
+echo "rampart $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?') vs $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(h2load --version | head -1), wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
+echo "$WORKERS workers each; wrk -t2 -c$CONNECTIONS, h2load -t2 -c$H2_CLIENTS -m$H2_STREAMS; $DURATION per run; $ROUNDS interleaved rounds"
+echo "NOTE: the load generators, both proxies and the upstream share this machine's $(nproc) cores"
+echo "      (load average now: $(load_average)); the figures compare the proxies under the same"
+echo "      conditions, not their capacity on dedicated hardware."
+
+# Warm-up: connection pools, page cache, CPU frequency.
+for server in rampart nginx direct; do
+    wrk -t1 -c10 -d2s "$(url_of "$server")" >/dev/null
+done
+
+servers=(rampart nginx direct)
+for round in $(seq 1 "$ROUNDS"); do
+    # Rotate who goes first, so nobody always gets the machine right after the same neighbour.
+    shift_by=$(((round - 1) % 3))
+    order=("${servers[@]:$shift_by}" "${servers[@]:0:$shift_by}")
+    echo "round $round: ${order[*]}"
+    for test in run_h1 run_h2 run_handshakes; do
+        for server in "${order[@]}"; do
+            "$test" "$server"
+        done
+    done
+done
+
+peak_rampart=$(tree_status_kib "$rampart_pid" VmHWM)
+peak_nginx=$(tree_status_kib "$nginx_pid" VmHWM)
+peak_upstream=$(tree_status_kib "${pids[0]}" VmHWM)
+
+column_of() { echo "${results[$1,$2]}" | tr ';' '\n' | awk -v c="$3" 'NF { print $c }' | tr '\n' ' '; }
+med() { column_of "$1" "$2" "$3" | median; }
+
+echo
+echo "medians over $ROUNDS rounds (ratio = rampart / nginx: above 1 is better for req/s, below 1 for latency and memory)"
+printf '%-34s %12s %12s %8s %14s\n' "" rampart nginx ratio "direct (ceiling)"
+row() { # label test column unit
+    local r n d
+    r=$(med rampart "$2" "$3")
+    n=$(med nginx "$2" "$3")
+    d=$(med direct "$2" "$3")
+    printf '%-34s %12s %12s %8s %14s\n' "$1" "$r$4" "$n$4" "$(ratio "$r" "$n")" "$d$4"
+}
+row "HTTP/1.1 keep-alive req/s" h1 1 ""
+row "HTTP/1.1 p50" h1 2 " ms"
+row "HTTP/1.1 p99" h1 3 " ms"
+row "HTTP/2 req/s" h2 1 ""
+row "HTTP/2 p50" h2 2 " ms"
+row "HTTP/2 p99" h2 3 " ms"
+row "new TLS handshakes/s (direct: TCP)" hs 1 ""
+row "handshake + request p99" hs 3 " ms"
+printf '%-34s %12s %12s %8s %14s\n' "idle RSS (MiB)" "$(mib "$idle_rampart")" "$(mib "$idle_nginx")" \
+    "$(ratio "$idle_rampart" "$idle_nginx")" "$(mib "$idle_upstream")"
+printf '%-34s %12s %12s %8s %14s\n' "peak RSS (MiB)" "$(mib "$peak_rampart")" "$(mib "$peak_nginx")" \
+    "$(ratio "$peak_rampart" "$peak_nginx")" "$(mib "$peak_upstream")"
+echo "load average at the end: $(load_average)"
