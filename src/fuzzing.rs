@@ -145,10 +145,7 @@ pub fn path(data: &[u8]) {
 
     let mut encoded = String::from("/");
     encode_path(&raw, &mut encoded);
-    let parsed = PathAndQuery::from_str(&encoded)
-        .unwrap_or_else(|err| panic!("encode_path({raw:?}) = {encoded:?}: {err}"));
-    assert_eq!(parsed.as_str(), encoded);
-    assert_eq!(parsed.query(), None, "encode_path({raw:?}) = {encoded:?}");
+    check_uri_text(&encoded, UriPart::Path, &format!("encode_path({raw:?})"));
 }
 
 fn check_normalize(raw: &str) {
@@ -176,9 +173,7 @@ fn check_normalize(raw: &str) {
     // ... but re-encoding any result gives a valid path that normalizes back to it.
     let mut encoded = String::new();
     encode_path(&normalized, &mut encoded);
-    let parsed = PathAndQuery::from_str(&encoded)
-        .unwrap_or_else(|err| panic!("{context}, encoded {encoded:?}: {err}"));
-    assert_eq!(parsed.path(), encoded, "{context}");
+    check_uri_text(&encoded, UriPart::Path, &context);
     assert_eq!(normalize(&encoded).as_ref(), Ok(&normalized), "{context}");
 }
 
@@ -189,9 +184,44 @@ fn check_encoded_query(query: &str) {
         !encoded.contains('#'),
         "encode_query({query:?}) = {encoded:?}"
     );
-    let parsed = PathAndQuery::from_str(&encoded)
-        .unwrap_or_else(|err| panic!("encode_query({query:?}) = {encoded:?}: {err}"));
-    assert_eq!(parsed.as_str(), encoded);
+    check_uri_text(
+        &encoded,
+        UriPart::Query,
+        &format!("encode_query({query:?})"),
+    );
+}
+
+#[derive(PartialEq)]
+enum UriPart {
+    Path,
+    /// `encode_query` keeps the client's `%` as it is, `%zz` included.
+    Query,
+}
+
+/// Only RFC 3986 characters, `%` only as `%XX` in a path, and the http crate parses the text back
+/// unchanged. http refuses targets from 64 KiB on: a limit of that crate, not of the encoding
+/// (a non-UTF-8 byte grows ninefold, to U+FFFD and then `%EF%BF%BD`), so longer ones are only
+/// checked byte by byte.
+fn check_uri_text(encoded: &str, part: UriPart, context: &str) {
+    let bytes = encoded.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = b == b'%'
+            && (part == UriPart::Query
+                || bytes
+                    .get(i + 1..i + 3)
+                    .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)));
+        let allowed = b.is_ascii_alphanumeric()
+            || b"-._~!$&'()*+,;=:@/".contains(&b)
+            || (b == b'?' && part == UriPart::Query)
+            || escape;
+        assert!(allowed, "{context} = {encoded:?}: byte {b:#04x} at {i}");
+    }
+    if encoded.len() >= usize::from(u16::MAX) - 1 {
+        return;
+    }
+    let parsed = PathAndQuery::from_str(encoded)
+        .unwrap_or_else(|err| panic!("{context} = {encoded:?}: {err}"));
+    assert_eq!(parsed.as_str(), encoded, "{context}");
 }
 
 /// Request header cleaning: host validation, request ids, hop-by-hop removal and the

@@ -219,6 +219,15 @@ fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool)>) -> Exi
         }
     };
     runtime.block_on(async {
+        // Handlers first: a signal that arrives while the server starts is never the default
+        // action (SIGHUP's would kill the process).
+        let mut signals = match Signals::install() {
+            Ok(signals) => signals,
+            Err(err) => {
+                eprintln!("cannot install signal handlers: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
         let handle = match rampart::Server::start(snapshot).await {
             Ok(handle) => handle,
             Err(err) => {
@@ -228,7 +237,7 @@ fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool)>) -> Exi
         };
         let watch = config_file
             .map(|(path, watch)| ConfigWatch::spawn(path.to_path_buf(), handle.reloader(), watch));
-        wait_for_shutdown_signal(watch.as_ref()).await;
+        signals.wait_for_shutdown(watch.as_ref()).await;
         drop(watch);
         tracing::info!("shutting down: finishing in-flight requests");
         handle.shutdown().await;
@@ -236,27 +245,33 @@ fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool)>) -> Exi
     })
 }
 
-/// Returns on SIGTERM or SIGINT; SIGHUP reloads the config meanwhile.
-async fn wait_for_shutdown_signal(watch: Option<&ConfigWatch>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops rampart");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    let mut hangup = signal(SignalKind::hangup()).ok();
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = tokio::signal::ctrl_c() => return,
-            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                match watch {
+/// SIGTERM and SIGINT stop rampart; SIGHUP reloads its config.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Returns on SIGTERM or SIGINT; SIGHUP reloads the config meanwhile.
+    async fn wait_for_shutdown(&mut self, watch: Option<&ConfigWatch>) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.interrupt.recv() => return,
+                _ = self.hangup.recv() => match watch {
                     Some(watch) => watch.reload_now(),
                     None => tracing::warn!("SIGHUP ignored: there is no config file to reload"),
-                }
+                },
             }
         }
     }

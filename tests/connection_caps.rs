@@ -187,13 +187,13 @@ async fn zero_per_ip_means_only_the_overall_cap() {
 
 #[test]
 fn max_connections_of_zero_is_refused() {
-    let errors = rampart::config::load_str(
+    let Err(errors) = rampart::config::load_str(
         "[listen]\nhttps = \"127.0.0.1:0\"\n[client]\nmax_connections = 0\n",
         "caps.toml",
-    )
-    .err()
-    .expect("max_connections = 0 refused")
-    .to_string();
+    ) else {
+        panic!("max_connections = 0 was accepted");
+    };
+    let errors = errors.to_string();
     assert!(
         errors.contains("client.max_connections: must be at least 1"),
         "{errors}"

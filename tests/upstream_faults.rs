@@ -5,7 +5,8 @@
 //! (retried or not) and that the proxy keeps serving.
 //!
 //! `timeouts_and_errors.rs` has the basic 502/504 cases; client aborts (descriptor, task and
-//! connection counts) are in `client_aborts.rs`, alone in their test binary.
+//! connection counts) and the memory of oversized heads are in `upstream_resources.rs`, alone in
+//! their test binary.
 
 mod common;
 
@@ -187,12 +188,20 @@ const OK_KEEP_ALIVE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
 // Refused
 // ---------------------------------------------------------------------------------------------
 
+/// An address that refuses connections: a socket bound but never listening. Unlike a port
+/// that was bound and released, no listener started meanwhile (the proxy's own) can take it.
+fn refusing_addr() -> (std::net::SocketAddr, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    (socket.local_addr().unwrap(), socket)
+}
+
 /// A refused connection: a bodiless GET is sent to the other server, a POST with a body never
 /// (its body streams from the client and cannot be replayed; nginx would retry it here, rampart
 /// does not: README, `retries`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_server_get_goes_to_the_other_server_a_post_never() {
-    let dead = dead_addr().await;
+    let (dead, _reserved) = refusing_addr();
     let live = TestUpstream::start().await;
     let proxy = TestProxy::start(&one_route(
         &[format!("http://{dead}"), live.server()],
@@ -508,19 +517,11 @@ async fn garbage_response_heads_are_502() {
     proxy.assert_still_serves().await;
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// 1 MiB of response headers (one huge header, or ten thousand small ones) is beyond hyper's
-/// client limits (a head buffer of about 400 KiB, 100 headers): 502, and nothing accumulates.
+/// client limits (a head buffer of about 400 KiB, 100 headers): 502. That memory stays flat
+/// over hundreds of them is checked in `upstream_resources.rs` (RSS is per process).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_mib_of_response_headers_is_502_and_memory_stays_flat() {
+async fn one_mib_of_response_headers_is_502() {
     let mut one_header = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
     one_header.extend(std::iter::repeat_n(b'a', 1 << 20));
     one_header.extend_from_slice(b"\r\nContent-Length: 3\r\n\r\nok\n");
@@ -550,24 +551,6 @@ async fn one_mib_of_response_headers_is_502_and_memory_stays_flat() {
         assert_proxy_error(&headers, 502, &body, "502 Bad Gateway\n", path);
     }
 
-    // 200 more: if each left its megabyte behind, RSS would grow by 200 MiB.
-    let before = rss_kib();
-    for i in 0..100 {
-        for path in ["/big/x", "/many/x"] {
-            let resp = client
-                .get(proxy.url(&format!("{path}{i}")))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 502);
-        }
-    }
-    let grown = rss_kib().saturating_sub(before);
-    println!("RSS {before} KiB before 200 oversized heads, grew by {grown} KiB");
-    assert!(
-        grown < 64 * 1024,
-        "RSS grew by {grown} KiB over 200 requests"
-    );
     proxy.assert_still_serves().await;
 }
 

@@ -15,5 +15,7 @@ cd "$(dirname "$0")/../.."
 export H2_ABUSE_SCALE=${H2_ABUSE_SCALE:-50}
 echo "H2_ABUSE_SCALE=$H2_ABUSE_SCALE"
 # One test at a time, so each proxy's figures are its own.
+# (libtest prints "test NAME ... " before a test's first line of output: cut it off.)
 cargo test --release --test attack_h2 -- --nocapture --test-threads=1 2>&1 |
+    sed -E 's/^test [a-z0-9_]+ \.\.\. (.)/\1/' |
     grep -E '^(rapid|paced|CONTINUATION|empty|SETTINGS|PING|[0-9]+ streams|\(|more|less|connection-specific|content-length|too many|test result|test .*FAILED)|panicked'

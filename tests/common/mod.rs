@@ -553,10 +553,14 @@ impl RawUpstream {
 }
 
 /// An address where nothing listens (a port that was just bound and released).
+/// An address that refuses connections: a socket bound but never listening, kept open for the
+/// rest of the test process (a port merely released could be taken by the next listener, the
+/// proxy's own included).
 pub async fn dead_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::mem::forget(socket);
     addr
 }
 

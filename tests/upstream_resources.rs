@@ -1,10 +1,14 @@
+//! Process-wide resources under faults, alone in their test binary (descriptors, tasks and
+//! RSS are counted for the whole process, which the test, the proxy and the upstreams share;
+//! the two tests take turns).
+//!
 //! Clients that abort mid-upload and mid-download, by the thousand: afterwards the process's
 //! open file descriptors, its live tokio tasks, the upstream's open connections and rampart's
-//! `rampart_active_connections{listener="https"}` return to where they started.
+//! `rampart_active_connections{listener="https"}` return to where they started. The default run
+//! aborts 1,000 clients; the 10,000 run is `#[ignore]`d:
+//! `cargo test --release --test upstream_resources -- --ignored --nocapture`.
 //!
-//! Alone in its test binary: descriptors and tasks are counted for the whole process, which the
-//! test, the proxy and the upstream share. The default run aborts 1,000 clients; the 10,000 run
-//! is `#[ignore]`d: `cargo test --release --test client_aborts -- --ignored --nocapture`.
+//! Hundreds of 1 MiB response heads (502 each, `upstream_faults.rs`) leave RSS flat.
 
 mod common;
 
@@ -29,7 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// The two runs share the process: never at the same time (`--include-ignored`).
+/// The tests share the process: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Declared upload size; a client sends 16 KiB of it, then leaves.
@@ -344,7 +348,70 @@ async fn a_thousand_aborted_clients_leave_nothing_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "10,000 aborts: cargo test --release --test client_aborts -- --ignored --nocapture"]
+#[ignore = "10,000 aborts: cargo test --release --test upstream_resources -- --ignored --nocapture"]
 async fn ten_thousand_aborted_clients_leave_nothing_behind() {
     aborts_release_everything(5000).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Oversized response heads
+// ---------------------------------------------------------------------------------------------
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// 200 response heads of 1 MiB (one huge header, or ten thousand small ones), each a 502:
+/// if each left its megabyte behind, RSS would grow by 200 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_response_heads_leave_memory_flat() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut one_header = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+    one_header.extend(std::iter::repeat_n(b'a', 1 << 20));
+    one_header.extend_from_slice(b"\r\nContent-Length: 3\r\n\r\nok\n");
+    let mut many_headers = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..10_000 {
+        many_headers.extend_from_slice(format!("X-H{i:05}: {:0>96}\r\n", i).as_bytes());
+    }
+    many_headers.extend_from_slice(b"Content-Length: 3\r\n\r\nok\n");
+    let big = RawUpstream::start_with(one_header, true).await;
+    let many = RawUpstream::start_with(many_headers, true).await;
+    let config = format!(
+        "{}{}[[routes]]\nname = \"big\"\npath = \"/big/\"\nupstream = \"big\"\n\n\
+         [[routes]]\nname = \"many\"\npath = \"/many/\"\nupstream = \"many\"\n\n[log]\naccess = false\n",
+        upstream_toml("big", &[big.server()], "retries = 0"),
+        upstream_toml("many", &[many.server()], "retries = 0"),
+    );
+    let proxy = ProxyBuilder::new().no_http().config(&config).start().await;
+    let client = proxy.client_h1();
+    // Warm-up: buffers and pools made once are not growth.
+    for path in ["/big/x", "/many/x"] {
+        assert_eq!(
+            client.get(proxy.url(path)).send().await.unwrap().status(),
+            502
+        );
+    }
+    let before = rss_kib();
+    for i in 0..100 {
+        for path in ["/big/", "/many/"] {
+            let resp = client
+                .get(proxy.url(&format!("{path}{i}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 502);
+        }
+    }
+    let grown = rss_kib().saturating_sub(before);
+    println!("RSS {before} KiB before 200 oversized response heads, grew by {grown} KiB");
+    assert!(before > 0, "no VmRSS in /proc/self/status");
+    assert!(
+        grown < 32 * 1024,
+        "RSS grew by {grown} KiB over 200 requests"
+    );
 }
