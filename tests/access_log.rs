@@ -283,7 +283,7 @@ async fn log_query_keeps_the_query_and_a_warn_level_keeps_the_access_log() {
     let dir = tempfile::tempdir().unwrap();
     // At level "warn" the "rampart is serving" line is not printed, so the addresses are
     // chosen here: ports that were free a moment ago.
-    let (https, admin) = (dead_addr().await, dead_addr().await);
+    let (https, admin) = (free_addr().await, free_addr().await);
     let config = write_config(
         dir.path(),
         &up.server(),

@@ -239,12 +239,6 @@ fn per_window(done: &[Instant], from: Instant, width: Duration, n: u32) -> Vec<u
         .collect()
 }
 
-fn median(values: &[usize]) -> usize {
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    sorted[sorted.len() / 2]
-}
-
 /// The real binary on `127.0.0.1:0` in front of `up`: its own process, so the work an attack
 /// costs it does not slow anything else in the test.
 struct BinaryProxy {
@@ -333,8 +327,9 @@ async fn hundreds_of_slow_connections_are_closed_in_time_and_normal_traffic_keep
     const RESPONSE_TIMEOUT: Duration = Duration::from_secs(6);
     const WINDOW: Duration = Duration::from_millis(250);
     const WINDOWS: u32 = 12;
-    // Hundreds of handshakes at once keep a debug build busy for a while.
-    const MARGIN: Duration = Duration::from_secs(2);
+    // The proxy starts a connection's header timer when it has finished the handshake, which a
+    // debug build does late when hundreds arrive at once on a loaded 2-core machine.
+    const MARGIN: Duration = Duration::from_secs(3);
     let up = TestUpstream::start().await;
     let config = format!(
         "[client]\nheader_timeout = \"5s\"\nmax_connections_per_ip = 1000\n\n{}\n\

@@ -1,18 +1,23 @@
 //! Rapid reset beyond what h2 catches (CVE-2023-44487, paced): a client that opens streams,
 //! waits until the proxy has started on them (and maybe sent them upstream), then resets them,
 //! and again. h2 only counts resets of streams not yet accepted; this counts, per connection,
-//! the requests whose response the client cancelled before it was ready (hyper drops the
-//! request's future on RST_STREAM), and trips once they are many and most of the traffic,
-//! as Envoy's premature-reset check does. The connection is then closed.
+//! the requests whose response the client cancelled within a second, before it was ready
+//! (hyper drops the request's future on RST_STREAM), and trips once they are many and most of
+//! the traffic, as Envoy's premature-reset check does. The connection is then closed.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 /// Cancelled requests tolerated on one connection before the ratio is looked at: browsers
 /// cancel requests on navigation and typeahead, a few dozen at a time.
 pub const MIN_PREMATURE_RESETS: usize = 100;
+
+/// A request cancelled later than this after it arrived is a client giving up on a slow
+/// answer, not a reset meant to make the proxy work for nothing (Envoy uses the same second).
+pub const PREMATURE: Duration = Duration::from_secs(1);
 
 /// Requests and cancelled requests of one connection.
 #[derive(Debug, Default)]
@@ -33,6 +38,7 @@ impl PrematureResets {
         self.started.fetch_add(1, Ordering::Relaxed);
         RequestWatch {
             resets: self.clone(),
+            started: Instant::now(),
             answered: false,
         }
     }
@@ -61,10 +67,12 @@ impl PrematureResets {
     }
 }
 
-/// One request in progress; dropped unanswered, it counts as cancelled by the client.
+/// One request in progress; dropped unanswered within [`PREMATURE`], it counts as cancelled
+/// by the client.
 #[derive(Debug)]
 pub struct RequestWatch {
     resets: Arc<PrematureResets>,
+    started: Instant,
     answered: bool,
 }
 
@@ -76,7 +84,7 @@ impl RequestWatch {
 
 impl Drop for RequestWatch {
     fn drop(&mut self) {
-        if !self.answered {
+        if !self.answered && self.started.elapsed() < PREMATURE {
             self.resets.cancelled_one();
         }
     }
@@ -102,6 +110,17 @@ mod tests {
         assert!(!is_tripped(&resets).await);
         drop(resets.begin());
         assert!(is_tripped(&resets).await);
+    }
+
+    #[tokio::test]
+    async fn cancellations_after_a_second_are_not_premature() {
+        let resets = PrematureResets::new();
+        let watches: Vec<_> = (0..2 * MIN_PREMATURE_RESETS)
+            .map(|_| resets.begin())
+            .collect();
+        std::thread::sleep(PREMATURE);
+        drop(watches);
+        assert!(!is_tripped(&resets).await);
     }
 
     #[tokio::test]

@@ -553,6 +553,12 @@ impl RawUpstream {
 }
 
 /// An address where nothing listens (a port that was just bound and released).
+/// A port that was free a moment ago, for a listener the test cannot ask for its address.
+pub async fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
 /// An address that refuses connections: a socket bound but never listening, kept open for the
 /// rest of the test process (a port merely released could be taken by the next listener, the
 /// proxy's own included).
