@@ -82,7 +82,13 @@ fn lookups(c: &mut Criterion) {
             "/api/v1/users/",
         ),
         ("404", "localhost", "/nothing/here", Method::GET, ""),
-        ("405 (builds Allow)", "localhost", "/login/", Method::GET, ""),
+        (
+            "405 (builds Allow)",
+            "localhost",
+            "/login/",
+            Method::GET,
+            "",
+        ),
     ];
     for (name, host, path, method, expected) in cases {
         // Each case must take the path its name says, or the figure means something else.

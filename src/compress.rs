@@ -379,7 +379,10 @@ mod tests {
 
     fn accept(value: &'static str) -> Option<Encoding> {
         let mut headers = HeaderMap::new();
-        headers.insert(http::header::ACCEPT_ENCODING, HeaderValue::from_static(value));
+        headers.insert(
+            http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static(value),
+        );
         negotiate(&headers)
     }
 

@@ -151,7 +151,11 @@ mod tests {
         assert_eq!(quality("q=0.5".split(';')), Some(500));
         assert_eq!(quality("q=1.000".split(';')), Some(1000));
         assert_eq!(quality("q=1.5".split(';')), None);
-        assert_eq!(accept(&["gzip, gzip;q=0"]), vec![], "a refusal is never overridden");
+        assert_eq!(
+            accept(&["gzip, gzip;q=0"]),
+            vec![],
+            "a refusal is never overridden"
+        );
     }
 
     #[test]

@@ -21,10 +21,10 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::actions::redirect_response;
 use crate::body::ResponseBody;
+use crate::encoding::{self, Encoding};
 use crate::errors::ProxyError;
 use crate::path::{encode_path, encode_query};
 use conditional::{Conditions, Precondition, RangeAnswer, Validators};
-use crate::encoding::{self, Encoding};
 use request_path::Target;
 use resolve::{Found, ResolveError};
 use stream::{read_exact_at, FileBody, CHUNK};
