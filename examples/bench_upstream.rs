@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-/// About what a small JSON or HTML answer of an app weighs (512 bytes).
+/// About what a small JSON or HTML answer of an app weighs (499 bytes).
 const PAGE: &[u8] = b"<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
 <title>rampart bench</title></head>\n<body>\n<h1>Hello from the bench upstream</h1>\n\
 <p>This page is the same for every request: the bench measures the proxy in front of it, not \

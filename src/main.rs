@@ -115,10 +115,25 @@ impl LogLevel {
     /// `[log] level` (validated with the config) replaces the `info` used while loading.
     fn set_from_config(&self, level: &str) {
         if let Some(handle) = &self.0 {
-            if let Err(err) = handle.reload(EnvFilter::new(level)) {
+            if let Err(err) = handle.reload(level_filter(level)) {
                 tracing::warn!(error = %err, "cannot apply log.level");
             }
         }
+    }
+}
+
+/// The text log's filter for `[log] level` (or the `info` used while loading). rustls warns once
+/// per handshake about what a client did wrong (an IP address as SNI, which OpenSSL-based
+/// clients send for `https://127.0.0.1/`): any client could flood the log with it, so rustls is
+/// kept to errors unless the level names it. `RUST_LOG` is taken as it is.
+fn level_filter(level: &str) -> EnvFilter {
+    let filter = EnvFilter::new(level);
+    if level.contains("rustls") {
+        return filter;
+    }
+    match "rustls=error".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
     }
 }
 
@@ -128,7 +143,7 @@ impl LogLevel {
 fn init_tracing() -> LogLevel {
     let from_env = EnvFilter::try_from_default_env().ok();
     let env_set = from_env.is_some();
-    let (level, handle) = reload::Layer::new(from_env.unwrap_or_else(|| EnvFilter::new("info")));
+    let (level, handle) = reload::Layer::new(from_env.unwrap_or_else(|| level_filter("info")));
     let not_access = filter::filter_fn(|meta| meta.target() != access_log::TARGET);
     // Colour only for a person at a terminal; log collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -7,7 +7,7 @@
 # X-Content-Type-Options, Referrer-Policy, Permissions-Policy, COOP, X-Request-Id), the
 # upstream's Server and X-Powered-By stripped, X-Forwarded-For/-Proto/-Host, X-Real-IP and
 # X-Request-Id sent upstream, over keep-alive connections to the same upstream
-# (examples/bench_upstream.rs: one thread, a fixed 512-byte page). Both: 2 workers, access log
+# (examples/bench_upstream.rs: one thread, a fixed 499-byte page). Both: 2 workers, access log
 # off, compression off, no rate limit.
 #
 # Measured in interleaved rounds (the order rotates each round), each for DURATION:

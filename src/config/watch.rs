@@ -44,7 +44,7 @@ impl ConfigWatch {
     pub fn spawn(config_path: PathBuf, reloader: Reloader, watch_files: bool) -> ConfigWatch {
         // Capacity 1 coalesces bursts: one pending trigger is as good as a hundred.
         let (trigger, events) = mpsc::channel(1);
-        let watcher = if watch_files {
+        let mut watcher = if watch_files {
             let sender = trigger.clone();
             let watcher = notify::recommended_watcher(
                 move |event: notify::Result<notify::Event>| match event {
@@ -65,7 +65,20 @@ impl ConfigWatch {
         } else {
             None
         };
-        let task = tokio::spawn(run(config_path, reloader, watcher, events));
+        // The watches and the first fingerprint are taken before `spawn` returns: a change made
+        // right after it (a test, or a deploy racing the start) is then always seen.
+        let files = watched_files(&config_path, &reloader);
+        let mut watched = BTreeSet::new();
+        if let Some(watcher) = watcher.as_mut() {
+            update_watches(watcher, &mut watched, &files);
+        }
+        let last = fingerprint(&files);
+        let state = State {
+            files,
+            watched,
+            last,
+        };
+        let task = tokio::spawn(run(config_path, reloader, watcher, state, events));
         ConfigWatch { trigger, task }
     }
 
@@ -81,18 +94,28 @@ impl Drop for ConfigWatch {
     }
 }
 
+/// What the watch task carries from one change to the next.
+struct State {
+    /// The config file and the certificates and keys it names.
+    files: Vec<PathBuf>,
+    /// The directories being watched.
+    watched: BTreeSet<PathBuf>,
+    /// The fingerprint of `files` at the last reload (or at the start).
+    last: Vec<Option<u64>>,
+}
+
 async fn run(
     config_path: PathBuf,
     reloader: Reloader,
     mut watcher: Option<RecommendedWatcher>,
+    state: State,
     mut events: mpsc::Receiver<Trigger>,
 ) {
-    let mut files = watched_files(&config_path, &reloader);
-    let mut watched = BTreeSet::new();
-    if let Some(watcher) = watcher.as_mut() {
-        update_watches(watcher, &mut watched, &files);
-    }
-    let mut last = fingerprint(&files).await;
+    let State {
+        mut files,
+        mut watched,
+        mut last,
+    } = state;
 
     while let Some(first) = events.recv().await {
         let mut forced = first == Trigger::Signal;
@@ -104,7 +127,7 @@ async fn run(
                 Err(_quiet) => break,
             }
         }
-        let current = fingerprint(&files).await;
+        let current = read_fingerprint(&files).await;
         if !forced && current == last {
             continue;
         }
@@ -129,7 +152,7 @@ async fn run(
             }
             if next != files {
                 files = next;
-                last = fingerprint(&files).await;
+                last = read_fingerprint(&files).await;
             }
         }
     }
@@ -187,18 +210,26 @@ fn update_watches(
     }
 }
 
+/// [`fingerprint`] on the blocking pool: off the runtime threads.
+async fn read_fingerprint(files: &[PathBuf]) -> Vec<Option<u64>> {
+    let files = files.to_vec();
+    tokio::task::spawn_blocking(move || fingerprint(&files))
+        .await
+        .unwrap_or_default()
+}
+
 /// A digest of each file's content (`None`: unreadable right now).
-async fn fingerprint(files: &[PathBuf]) -> Vec<Option<u64>> {
-    let mut digests = Vec::with_capacity(files.len());
-    for file in files {
-        let digest = tokio::fs::read(file).await.ok().map(|bytes| {
-            let mut hasher = DefaultHasher::new();
-            bytes.hash(&mut hasher);
-            hasher.finish()
-        });
-        digests.push(digest);
-    }
-    digests
+fn fingerprint(files: &[PathBuf]) -> Vec<Option<u64>> {
+    files
+        .iter()
+        .map(|file| {
+            std::fs::read(file).ok().map(|bytes| {
+                let mut hasher = DefaultHasher::new();
+                bytes.hash(&mut hasher);
+                hasher.finish()
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
