@@ -106,6 +106,7 @@ fn request_rewrite(c: &mut Criterion) {
         client_ip: IpAddr::from([203, 0, 113, 7]),
         host: &host,
         max_body: 50 << 20,
+        body_timeout: std::time::Duration::from_secs(30),
     };
     let rewrite = |headers: &mut HeaderMap| {
         strip_hop_by_hop(headers);

@@ -1,14 +1,19 @@
 //! Body types of the request path: what is sent upstream and what is sent to the client.
 //! Both stream; neither is ever collected whole.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
 use crate::upstream::health::InFlightRequest;
 
@@ -112,23 +117,36 @@ pub struct BodyTooLarge {
 }
 
 pin_project_lite::pin_project! {
-    /// A client's request body on its way upstream, counted against `client.max_body`.
-    /// Crossing the limit yields an error, so hyper aborts the upstream request instead of
-    /// finishing it: the upstream never sees a truncated body that looks complete.
+    /// A client's request body on its way upstream, counted against `client.max_body` and
+    /// watched for stalls (`client.body_timeout`). Crossing the limit, or the client sending
+    /// nothing for `body_timeout`, yields an error, so hyper aborts the upstream request instead
+    /// of finishing it: the upstream never sees a truncated body that looks complete.
     pub struct RequestBody {
         #[pin]
         inner: Option<Incoming>,
         seen: u64,
         limit: u64,
+        stall_timeout: Duration,
+        // Armed at the first stall and reset only when it fires (IdleIo's lazy timer): a body
+        // that never waits for the client never allocates it nor touches the timer wheel.
+        // Boxed: hyper's client wants an `Unpin` body.
+        stall_timer: Option<Pin<Box<Sleep>>>,
+        // When the body started waiting for the client; `None` while bytes keep coming.
+        stalled_since: Option<Instant>,
+        waiting: Option<ClientWait>,
     }
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: u64) -> Self {
+    pub fn new(inner: Incoming, limit: u64, stall_timeout: Duration) -> Self {
         RequestBody {
             inner: Some(inner),
             seen: 0,
             limit,
+            stall_timeout,
+            stall_timer: None,
+            stalled_since: None,
+            waiting: Some(ClientWait::default()),
         }
     }
 
@@ -138,7 +156,17 @@ impl RequestBody {
             inner: None,
             seen: 0,
             limit: 0,
+            stall_timeout: Duration::ZERO,
+            stall_timer: None,
+            stalled_since: None,
+            waiting: None,
         }
+    }
+
+    /// Tells, once the upstream exchange has run out of time, whether the client was the one
+    /// being waited for. `None` for an empty body.
+    pub fn client_wait(&self) -> Option<ClientWait> {
+        self.waiting.clone()
     }
 }
 
@@ -154,8 +182,23 @@ impl Body for RequestBody {
         let Some(inner) = this.inner.as_pin_mut() else {
             return Poll::Ready(None);
         };
-        match inner.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
+        let Poll::Ready(polled) = inner.poll_frame(cx) else {
+            return poll_stall(
+                this.stall_timer,
+                this.stalled_since,
+                *this.stall_timeout,
+                this.waiting.as_ref(),
+                cx,
+            );
+        };
+        // Progress: no clock read, the stall clock just stops.
+        if this.stalled_since.take().is_some() {
+            if let Some(waiting) = this.waiting.as_ref() {
+                waiting.set(false);
+            }
+        }
+        match polled {
+            Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     *this.seen += data.len() as u64;
                     if *this.seen > *this.limit {
@@ -165,9 +208,8 @@ impl Body for RequestBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(Box::new(ClientBodyError(err))))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Some(Err(err)) => Poll::Ready(Some(Err(Box::new(ClientBodyError(err))))),
+            None => Poll::Ready(None),
         }
     }
 
@@ -182,6 +224,62 @@ impl Body for RequestBody {
     }
 }
 
+/// The client has nothing for us: starts the stall clock on the first wait, and fails the body
+/// once it has waited `timeout` since. Between reads, like nginx's `client_body_timeout`: the
+/// time hyper spends not asking (the upstream not reading) is never counted against the client.
+fn poll_stall(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    stalled_since: &mut Option<Instant>,
+    timeout: Duration,
+    waiting: Option<&ClientWait>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    let since = match stalled_since {
+        Some(since) => *since,
+        None => {
+            let now = Instant::now();
+            *stalled_since = Some(now);
+            if let Some(waiting) = waiting {
+                waiting.set(true);
+            }
+            now
+        }
+    };
+    let deadline = since + timeout;
+    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+    // An earlier stall's deadline fires early, once: then the timer moves to this one.
+    while timer.as_mut().poll(cx).is_ready() {
+        if Instant::now() >= deadline {
+            return Poll::Ready(Some(Err(Box::new(BodyTimeout { timeout }))));
+        }
+        timer.as_mut().reset(deadline);
+    }
+    Poll::Pending
+}
+
+/// The client sent no body bytes for `client.body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("no request body bytes for {timeout:?}")]
+pub struct BodyTimeout {
+    pub timeout: Duration,
+}
+
+/// Whether a request body is waiting for its client right now (shared with the exchange that
+/// forwards it): when `response_timeout` runs out during an upload, a client that was being
+/// waited for gets 408, not an upstream 504.
+#[derive(Debug, Clone, Default)]
+pub struct ClientWait(Arc<AtomicBool>);
+
+impl ClientWait {
+    fn set(&self, waiting: bool) {
+        self.0.store(waiting, Ordering::Relaxed);
+    }
+
+    pub fn is_waiting(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Reading the client's body failed (malformed chunks, a body shorter than its length, an
 /// abort): the client's fault, not the upstream's.
 #[derive(Debug, thiserror::Error)]
@@ -189,7 +287,7 @@ impl Body for RequestBody {
 pub struct ClientBodyError(#[source] hyper::Error);
 
 /// True when the error chain of a failed upstream exchange contains an `E`
-/// ([`BodyTooLarge`], [`ClientBodyError`]).
+/// ([`BodyTooLarge`], [`BodyTimeout`], [`ClientBodyError`]).
 pub fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = current {

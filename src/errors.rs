@@ -44,6 +44,10 @@ pub enum ProxyError {
     NoHealthyUpstream { upstream: String },
     #[error("client body failed: {0}")]
     ClientBody(String),
+    /// The client stopped sending its body: nothing for `client.body_timeout`, or it was still
+    /// waited for when the upstream's `response_timeout` ran out.
+    #[error("the client stopped sending its request body")]
+    ClientBodyTimeout,
     #[error("no such file under the static route's root")]
     FileNotFound,
     #[error("If-Match or If-Unmodified-Since failed")]
@@ -63,6 +67,7 @@ impl ProxyError {
             ProxyError::NotFound | ProxyError::FileNotFound => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -98,6 +103,7 @@ impl ProxyError {
         if status == StatusCode::PAYLOAD_TOO_LARGE
             || status == StatusCode::BAD_REQUEST
             || status == StatusCode::NOT_IMPLEMENTED
+            || status == StatusCode::REQUEST_TIMEOUT
         {
             response
                 .headers_mut()

@@ -296,6 +296,7 @@ pub fn headers(data: &[u8]) {
         client_ip: client,
         host: &host.value,
         max_body: 0,
+        body_timeout: std::time::Duration::from_secs(30),
     };
     set_forwarding_headers(&mut forwarded, &ctx);
 
@@ -522,4 +523,455 @@ pub fn redirect(data: &[u8]) {
     };
     let actual = &rendered_after[..authority_end(rendered_after, &[])];
     assert_eq!(actual, expected, "{context}: the authority changed");
+}
+
+/// HTTP/1 framing (`listener::framing`): the bytes as they are, and a well-formed pipeline
+/// generated from them. The tracker never panics and its outcome does not depend on how the
+/// bytes are split into reads; on the generated pipeline it finds exactly the ambiguous request
+/// generated (or none), never losing track; and real hyper, serving either through the
+/// [`FramingWatch`](crate::listener::framing::FramingWatch), dispatches the requests with the
+/// bodies generated and the pipeline's verdicts land on the requests they are about.
+pub fn h1_framing(data: &[u8]) {
+    use crate::listener::framing::FramingTracker;
+
+    let whole = framing_outcome(data, &[]);
+    // Read sizes of 1 to 64 bytes, drawn from the input itself.
+    let split: Vec<usize> = data.iter().map(|b| usize::from(b % 64) + 1).collect();
+    assert_eq!(framing_outcome(data, &split), whole, "split into {split:?}");
+    if data.len() <= 4096 {
+        assert_eq!(
+            framing_outcome(data, &vec![1; data.len()]),
+            whole,
+            "byte by byte"
+        );
+    }
+    let served = h1::serve(data);
+    h1::check_raw_verdicts(&served);
+
+    let pipeline = h1::Pipeline::generate(data);
+    let mut tracker = FramingTracker::new(h1::HYPER_BUFFER * 4);
+    let finding = tracker.feed(&pipeline.bytes);
+    let context = format!("{:?}", String::from_utf8_lossy(&pipeline.bytes));
+    assert!(!tracker.is_lost(), "lost track of {context}");
+    assert_eq!(finding, pipeline.finding(), "{context}");
+    assert_eq!(tracker.heads(), pipeline.clean_heads(), "{context}");
+    assert_eq!(
+        framing_outcome(&pipeline.bytes, &split),
+        (finding, tracker.heads(), false),
+        "{context} split into {split:?}"
+    );
+    let served = h1::serve(&pipeline.bytes);
+    assert_eq!(served, pipeline.expected_service(), "{context}");
+}
+
+/// (finding, heads, lost) after reads of `sizes` bytes, then the rest.
+fn framing_outcome(
+    data: &[u8],
+    sizes: &[usize],
+) -> (Option<crate::listener::framing::Finding>, u64, bool) {
+    let mut tracker = crate::listener::framing::FramingTracker::new(h1::HYPER_BUFFER * 4);
+    let mut reported = None;
+    let mut rest = data;
+    for &size in sizes {
+        let (read, after) = rest.split_at(size.min(rest.len()));
+        if let Some(finding) = tracker.feed(read) {
+            assert!(reported.is_none(), "a finding reported twice");
+            reported = Some(finding);
+        }
+        rest = after;
+    }
+    if let Some(finding) = tracker.feed(rest) {
+        assert!(reported.is_none(), "a finding reported twice");
+        reported = Some(finding);
+    }
+    assert_eq!(reported, tracker.finding(), "reported and kept differ");
+    (tracker.finding(), tracker.heads(), tracker.is_lost())
+}
+
+/// The generator of well-formed pipelines and the real-hyper oracle for [`h1_framing`].
+mod h1 {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{header, Request, Response, StatusCode};
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::listener::framing::{Ambiguity, Finding, Framing, FramingWatch};
+
+    /// hyper's `max_buf_size` in the oracle (its minimum is 8 KiB).
+    pub const HYPER_BUFFER: usize = 16 * 1024;
+
+    /// What the service saw of one request: the pipeline's verdict, whether hyper's request
+    /// still has a `Transfer-Encoding` / `Content-Length` header, and the body it read.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Served {
+        pub verdict: Result<(), Ambiguity>,
+        pub transfer_encoding: bool,
+        pub content_length: bool,
+        /// `None`: not read (refused), or the body failed.
+        pub body: Option<Vec<u8>>,
+    }
+
+    /// Serves `bytes` (then EOF) with hyper over the framing watch; the service refuses what
+    /// the pipeline would (400 and close, body unread) and reads every other body whole.
+    pub fn serve(bytes: &[u8]) -> Vec<Served> {
+        thread_local! {
+            static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime");
+        }
+        RUNTIME.with(|runtime| runtime.block_on(serve_async(bytes)))
+    }
+
+    async fn serve_async(bytes: &[u8]) -> Vec<Served> {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let framing = Arc::new(Framing::default());
+        let io = FramingWatch::new(server, framing.clone(), HYPER_BUFFER);
+        let served = Arc::new(Mutex::new(Vec::new()));
+        let record = served.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let framing = framing.clone();
+            let record = record.clone();
+            async move {
+                let verdict = framing.check_next_request();
+                let headers = request.headers();
+                let mut seen = Served {
+                    verdict,
+                    transfer_encoding: headers.contains_key(header::TRANSFER_ENCODING),
+                    content_length: headers.contains_key(header::CONTENT_LENGTH),
+                    body: None,
+                };
+                let mut response = Response::new(Full::new(Bytes::new()));
+                if verdict.is_err() {
+                    *response.status_mut() = StatusCode::BAD_REQUEST;
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+                } else if let Ok(body) = request.into_body().collect().await {
+                    seen.body = Some(body.to_bytes().to_vec());
+                }
+                if let Ok(mut record) = record.lock() {
+                    record.push(seen);
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            // The client's EOF comes right after its bytes: answer what it sent first.
+            .half_close(true)
+            .max_buf_size(HYPER_BUFFER)
+            .serve_connection(TokioIo::new(io), service);
+        let write = async {
+            let _ = client.write_all(bytes).await;
+            let _ = client.shutdown().await;
+            // Drain the responses, or hyper would stall once the pipe is full.
+            let mut sink = [0u8; 8192];
+            while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+        };
+        let finished = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(connection, write)
+        })
+        .await;
+        assert!(finished.is_ok(), "hyper did not finish the connection");
+        let served = served.lock().map(|s| s.clone()).unwrap_or_default();
+        served
+    }
+
+    /// On arbitrary bytes: the one refused request is the last one served, and hyper's request
+    /// agrees with the verdict (it kept the `Transfer-Encoding` of a CL+TE head, and the one
+    /// `Content-Length` of a repeated one).
+    pub fn check_raw_verdicts(served: &[Served]) {
+        for (index, request) in served.iter().enumerate() {
+            let Err(ambiguity) = request.verdict else {
+                continue;
+            };
+            assert_eq!(index + 1, served.len(), "requests served after a refusal");
+            match ambiguity {
+                Ambiguity::ContentLengthWithTransferEncoding => {
+                    assert!(request.transfer_encoding, "CL+TE without TE: {served:?}")
+                }
+                Ambiguity::RepeatedContentLength => assert!(
+                    request.content_length && !request.transfer_encoding,
+                    "repeated CL on {served:?}"
+                ),
+            }
+        }
+    }
+
+    /// Reads choices from the fuzz input; zeros once it runs out.
+    struct Draw<'a> {
+        data: &'a [u8],
+        pos: usize,
+    }
+
+    impl<'a> Draw<'a> {
+        fn byte(&mut self) -> u8 {
+            let b = self.data.get(self.pos).copied().unwrap_or(0);
+            self.pos += 1;
+            b
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            usize::from(self.byte()) % n
+        }
+
+        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len())]
+        }
+
+        fn bytes(&mut self, max: usize) -> &'a [u8] {
+            let len = self.below(max + 1);
+            let start = self.pos.min(self.data.len());
+            let end = (start + len).min(self.data.len());
+            self.pos += len;
+            &self.data[start..end]
+        }
+    }
+
+    const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "X-Sync"];
+    const FILLERS: &[&str] = &[
+        "Accept: */*",
+        "Content-Type: text/plain",
+        "Cookie: a=b; Content-Length=5",
+        "X-Content-Length: 5",
+        "Content-Lengths: 7",
+        "Content-Length-X: 1",
+        "Transfer-Encodings: chunked",
+        "X-Note: Transfer-Encoding: chunked",
+        "X-Tabs:\tvalue\t",
+        "TE: trailers",
+        "Connection: keep-alive",
+        "Connection: Upgrade\r\nUpgrade: websocket",
+        "transfer_encoding: chunked",
+        "X-Empty:",
+        "X-Obs: caf\u{e9}",
+    ];
+    const LENGTH_NAMES: &[&str] = &["Content-Length", "content-length", "CONTENT-LENGTH"];
+    const TRANSFER_NAMES: &[&str] = &[
+        "Transfer-Encoding",
+        "transfer-encoding",
+        "TRANSFER-ENCODING",
+    ];
+    const SEPARATORS: &[&str] = &[": ", ":", ":\t", ":  ", ": \t"];
+    const BLANKS: &[&str] = &["", "", " ", "\t", " \t"];
+    const ZEROS: &[&str] = &["", "", "0", "00"];
+    const CHUNKED: &[&str] = &["chunked", "Chunked", "CHUNKED", "gzip, chunked"];
+    const EXTENSIONS: &[&str] = &["", "", ";a=b", ";x", " ;q=\"v\"", "\t;n"];
+    const TRAILERS: &[&str] = &[
+        "X-Trailer: t",
+        "Content-Length: 60",
+        "Transfer-Encoding: chunked",
+        "Checksum:abc",
+    ];
+    /// Text that reads as framing headers and a request, put into bodies.
+    const HEADER_LIKE: &str =
+        "\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nGET /in-body HTTP/1.1\r\n\r\n";
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Framed {
+        Empty,
+        Length,
+        Chunked,
+        Ambiguous(Ambiguity),
+    }
+
+    pub struct Pipeline {
+        pub bytes: Vec<u8>,
+        /// Each request's framing and body.
+        requests: Vec<(Framed, Vec<u8>)>,
+        /// The ambiguous request, if one was generated.
+        ambiguous: Option<(usize, Ambiguity)>,
+    }
+
+    impl Pipeline {
+        pub fn generate(data: &[u8]) -> Self {
+            let mut draw = Draw { data, pos: 0 };
+            let count = 1 + draw.below(4);
+            let ambiguous_at = draw.below(count * 3);
+            let mut pipeline = Pipeline {
+                bytes: Vec::new(),
+                requests: Vec::new(),
+                ambiguous: None,
+            };
+            for index in 0..count {
+                let framed = if index == ambiguous_at {
+                    let ambiguity = draw.pick(&[
+                        Ambiguity::ContentLengthWithTransferEncoding,
+                        Ambiguity::RepeatedContentLength,
+                    ]);
+                    if pipeline.ambiguous.is_none() {
+                        pipeline.ambiguous = Some((index, ambiguity));
+                    }
+                    Framed::Ambiguous(ambiguity)
+                } else {
+                    draw.pick(&[Framed::Empty, Framed::Length, Framed::Chunked])
+                };
+                let body = pipeline.request(&mut draw, framed);
+                pipeline.requests.push((framed, body));
+            }
+            pipeline
+        }
+
+        /// Appends one request; returns the body the service should read.
+        fn request(&mut self, draw: &mut Draw<'_>, framed: Framed) -> Vec<u8> {
+            let eol = draw.pick(&["\r\n", "\r\n", "\n"]);
+            let mut head = String::new();
+            head.push_str(draw.pick(&["", "", "\r\n", "\n", "\r\n\n"]));
+            let target: String = draw
+                .bytes(12)
+                .iter()
+                .map(|b| char::from(b"abcxyz019-._~%/?=&"[usize::from(*b) % 18]))
+                .collect();
+            head.push_str(&format!("{} /{target} HTTP/1.1{eol}", draw.pick(METHODS)));
+            let mut lines: Vec<String> = vec!["Host: localhost".into()];
+            for _ in 0..draw.below(4) {
+                let at = draw.below(lines.len() + 1);
+                lines.insert(at, draw.pick(FILLERS).replace("\r\n", eol));
+            }
+            let mut body = draw.bytes(40).to_vec();
+            if draw.below(4) == 0 {
+                let at = draw.below(body.len() + 1);
+                body.splice(at..at, HEADER_LIKE.bytes());
+            }
+            let length = |draw: &mut Draw<'_>, len: usize| {
+                format!(
+                    "{}{}{}{len}{}",
+                    draw.pick(LENGTH_NAMES),
+                    draw.pick(SEPARATORS),
+                    draw.pick(ZEROS),
+                    draw.pick(BLANKS)
+                )
+            };
+            let transfer = |draw: &mut Draw<'_>| {
+                format!(
+                    "{}{}{}{}",
+                    draw.pick(TRANSFER_NAMES),
+                    draw.pick(SEPARATORS),
+                    draw.pick(CHUNKED),
+                    draw.pick(BLANKS)
+                )
+            };
+            let mut framing = Vec::new();
+            let chunked = match framed {
+                Framed::Empty => {
+                    body.clear();
+                    false
+                }
+                Framed::Length => {
+                    framing.push(length(draw, body.len()));
+                    false
+                }
+                Framed::Chunked => {
+                    framing.push(transfer(draw));
+                    true
+                }
+                Framed::Ambiguous(Ambiguity::ContentLengthWithTransferEncoding) => {
+                    let decoy = draw.below(100);
+                    framing.push(length(draw, decoy));
+                    framing.push(transfer(draw));
+                    true
+                }
+                Framed::Ambiguous(Ambiguity::RepeatedContentLength) => {
+                    framing.push(length(draw, body.len()));
+                    framing.push(length(draw, body.len()));
+                    false
+                }
+            };
+            for line in framing {
+                let at = draw.below(lines.len() + 1);
+                lines.insert(at, line);
+            }
+            for line in lines {
+                head.push_str(&line);
+                head.push_str(eol);
+            }
+            head.push_str(eol);
+            self.bytes.extend_from_slice(head.as_bytes());
+            if chunked {
+                self.chunk(draw, &body);
+            } else {
+                self.bytes.extend_from_slice(&body);
+            }
+            body
+        }
+
+        fn chunk(&mut self, draw: &mut Draw<'_>, body: &[u8]) {
+            let mut rest = body;
+            loop {
+                let size = if rest.is_empty() {
+                    0
+                } else {
+                    (1 + draw.below(16)).min(rest.len())
+                };
+                let digits = if draw.below(2) == 0 {
+                    format!("{size:x}")
+                } else {
+                    format!("{size:X}")
+                };
+                let line = format!(
+                    "{}{digits}{}{}\r\n",
+                    draw.pick(ZEROS),
+                    draw.pick(BLANKS),
+                    draw.pick(EXTENSIONS)
+                );
+                self.bytes.extend_from_slice(line.as_bytes());
+                if size == 0 {
+                    break;
+                }
+                self.bytes.extend_from_slice(&rest[..size]);
+                self.bytes.extend_from_slice(b"\r\n");
+                rest = &rest[size..];
+            }
+            for _ in 0..draw.below(3) {
+                self.bytes.extend_from_slice(draw.pick(TRAILERS).as_bytes());
+                self.bytes.extend_from_slice(b"\r\n");
+            }
+            self.bytes.extend_from_slice(b"\r\n");
+        }
+
+        pub fn finding(&self) -> Option<Finding> {
+            self.ambiguous.map(|(request, ambiguity)| Finding {
+                request: request as u64,
+                ambiguity,
+            })
+        }
+
+        /// Heads the tracker counts: all, or those before the ambiguous one.
+        pub fn clean_heads(&self) -> u64 {
+            self.ambiguous
+                .map_or(self.requests.len(), |(index, _)| index) as u64
+        }
+
+        /// What the service sees: every request up to the ambiguous one (refused, then closed).
+        pub fn expected_service(&self) -> Vec<Served> {
+            let served = self
+                .ambiguous
+                .map_or(self.requests.len(), |(index, _)| index + 1);
+            // hyper keeps Transfer-Encoding, and drops Content-Length next to it.
+            self.requests[..served]
+                .iter()
+                .map(|(framed, body)| match *framed {
+                    Framed::Ambiguous(ambiguity) => Served {
+                        verdict: Err(ambiguity),
+                        transfer_encoding: ambiguity
+                            == Ambiguity::ContentLengthWithTransferEncoding,
+                        content_length: ambiguity == Ambiguity::RepeatedContentLength,
+                        body: None,
+                    },
+                    framed => Served {
+                        verdict: Ok(()),
+                        transfer_encoding: framed == Framed::Chunked,
+                        content_length: framed == Framed::Length,
+                        body: Some(body.clone()),
+                    },
+                })
+                .collect()
+        }
+    }
 }

@@ -16,6 +16,7 @@ use crate::body::ResponseBody;
 use crate::client_ip::{client_ip, is_trusted};
 use crate::compress::Negotiation;
 use crate::errors::ProxyError;
+use crate::listener::framing::Framing;
 use crate::listener::io::InFlight;
 use crate::metrics::{method_label, Metrics, NO_ROUTE};
 use crate::path;
@@ -34,6 +35,8 @@ pub struct Connection {
     pub sni: Option<String>,
     pub in_flight: Arc<InFlight>,
     pub metrics: Arc<Metrics>,
+    /// HTTP/1 only: the ambiguous request heads found on the connection's bytes.
+    pub framing: Option<Arc<Framing>>,
 }
 
 /// hyper's service entry point: never fails, every outcome is a response.
@@ -153,9 +156,21 @@ async fn route_and_act<'s>(
     client: IpAddr,
 ) -> (Result<Response<ResponseBody>, ProxyError>, Routed<'s>) {
     // 2. Framing and request-target checks, before anything reads the request: what could be
-    //    read two ways by two parsers is refused here.
+    //    read two ways by two parsers is refused here. hyper has already removed the
+    //    Content-Length of a CL+TE head and a repeated one; the connection's bytes still tell
+    //    (asked for every request, to keep count; an unsupported coding still gets its 501).
+    let framing = connection
+        .framing
+        .as_ref()
+        .map_or(Ok(()), |framing| framing.check_next_request());
     if let Err(err) = check_request(&request, snapshot.client.max_header_bytes) {
         return (Err(err), Routed::default());
+    }
+    if let Err(ambiguity) = framing {
+        return (
+            Err(ProxyError::BadRequest(ambiguity.reason())),
+            Routed::default(),
+        );
     }
 
     // 3. The host the client addressed, validated: it selects routes and is echoed upstream.
@@ -274,6 +289,7 @@ async fn act(
                 client_ip: client,
                 host: &host.value,
                 max_body: route.max_body,
+                body_timeout: snapshot.client.body_timeout,
             };
             // Compression is chosen from the request's Accept-Encoding and method, read
             // before the request moves upstream.
@@ -347,8 +363,9 @@ pub(crate) fn check_request<B>(
     {
         return Err(ProxyError::BadRequest("method is not uppercase"));
     }
-    // hyper's HTTP/1 parser already drops Content-Length next to Transfer-Encoding (and closes
-    // the connection after), and HTTP/2 forbids Transfer-Encoding; this guards any other path.
+    // hyper's HTTP/1 parser drops Content-Length next to Transfer-Encoding (the connection's
+    // `framing` finds that head on the bytes), and HTTP/2 forbids Transfer-Encoding; this
+    // guards any other path.
     if headers.contains_key(header::TRANSFER_ENCODING)
         && headers.contains_key(header::CONTENT_LENGTH)
     {

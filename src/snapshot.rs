@@ -68,6 +68,11 @@ pub struct ClientLimits {
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A request body that sends nothing for this long fails with 408.
+    pub body_timeout: Duration,
+    /// A write to the client that makes no progress for this long closes the connection (an
+    /// HTTP/2 stream whose window stays shut that long is reset).
+    pub send_timeout: Duration,
     /// `max_connections` and `max_connections_per_ip`, enforced at accept.
     pub connection_caps: crate::listener::limit::Caps,
 }

@@ -61,3 +61,8 @@ fn headers_corpus() {
 fn redirect_corpus() {
     replay("redirect", rampart::fuzzing::redirect);
 }
+
+#[test]
+fn h1_framing_corpus() {
+    replay("h1_framing", rampart::fuzzing::h1_framing);
+}

@@ -287,3 +287,28 @@ async fn an_idle_http1_keep_alive_connection_is_closed_after_header_timeout() {
     );
     assert_eq!(up.count(), 1);
 }
+
+/// hyper pings idle HTTP/2 connections (every 30 s it used to be), and the client's answer is
+/// traffic: with an idle_timeout above the ping interval, an idle connection never closed. The
+/// pings now come after idle_timeout. Needs an idle_timeout above 30 s, hence `#[ignore]`:
+/// `cargo test --test idle_timeout -- --ignored` (about 32 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waits 32 s"]
+async fn keep_alive_pings_do_not_keep_an_idle_http2_connection_open() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(&app_config(
+        &up,
+        "[client]\nidle_timeout = \"32s\"\nheader_timeout = \"60s\"\n",
+    ))
+    .await;
+
+    let (mut sender, task) = h2_connect(&proxy).await;
+    let (parts, _) = h2_get(&mut sender, &proxy, "/first").await;
+    assert_eq!(parts.status, 200);
+    let idle_since = Instant::now();
+    let closed = h2_closed_after(task, idle_since, Duration::from_secs(40), "idle h2").await;
+    assert!(
+        closed >= Duration::from_secs(31),
+        "closed after {closed:?}, well before idle_timeout (32s)"
+    );
+}

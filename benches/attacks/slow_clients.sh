@@ -4,8 +4,10 @@
 # default per-IP connection cap.
 #
 # Builds rampart --release and runs it with the default [client] timeouts (header_timeout 10s,
-# idle_timeout 60s) in front of a small Python app (GET: a short page; POST: reads the whole
-# body, then answers), response_timeout 30s. Then:
+# body_timeout 30s, send_timeout 60s, idle_timeout 60s) in front of a small Python app (GET: a
+# short page; POST: reads the whole body, then answers), response_timeout 30s. slowhttptest's
+# slow bodies send a piece every 2 s, under body_timeout: their upload runs into
+# response_timeout, 408 (the client's fault). Then:
 #   1. baseline: wrk (HTTPS keep-alive) for DURATION, requests/s;
 #   2. attack: slowloris + slow body + slow read connections from slowhttptest, held for
 #      ATTACK_LENGTH seconds; once they are all open, wrk again for DURATION; then waits for

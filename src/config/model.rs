@@ -101,6 +101,12 @@ pub struct Client {
     pub header_timeout: Duration,
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Duration,
+    /// Longest wait for the next bytes of a request body (nginx's `client_body_timeout`).
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: Duration,
+    /// Longest a write to the client may make no progress (nginx's `send_timeout`).
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout: Duration,
     /// Open connections of the https and http listeners together; more are closed at accept.
     #[serde(default = "default_max_connections")]
     pub max_connections: u64,
@@ -117,6 +123,8 @@ impl Default for Client {
             max_header_bytes: default_max_header_bytes(),
             header_timeout: default_header_timeout(),
             idle_timeout: default_idle_timeout(),
+            body_timeout: default_body_timeout(),
+            send_timeout: default_send_timeout(),
             max_connections: default_max_connections(),
             max_connections_per_ip: default_max_connections_per_ip(),
         }
@@ -490,6 +498,18 @@ fn default_idle_timeout() -> Duration {
     secs(60)
 }
 
+/// Half of nginx's 60 s and of the default `response_timeout`, so a stalled upload is cut (408)
+/// before its upstream exchange times out (504), and about when Gunicorn's default 30 s worker
+/// timeout would kill a sync worker blocked on it anyway.
+fn default_body_timeout() -> Duration {
+    secs(30)
+}
+
+/// nginx's `send_timeout` default.
+fn default_send_timeout() -> Duration {
+    secs(60)
+}
+
 fn default_max_connections() -> u64 {
     10_000
 }
@@ -802,6 +822,8 @@ compress = true                 # gzip/br for compressible responses the upstrea
         assert_eq!(f.client.max_header_bytes.0, 16 << 10);
         assert_eq!(f.client.header_timeout.0, Std::from_secs(10));
         assert_eq!(f.client.idle_timeout.0, Std::from_secs(60));
+        assert_eq!(f.client.body_timeout.0, Std::from_secs(30));
+        assert_eq!(f.client.send_timeout.0, Std::from_secs(60));
         assert_eq!(f.headers.preset.get_ref(), "strict");
         assert!(f
             .headers

@@ -205,6 +205,10 @@ fn log_settings(v: &mut Validator<'_>, log: &model::Log) -> LogSettings {
     }
 }
 
+/// Beyond a day a client timeout protects nothing, and a deadline that far can overflow the
+/// clock (`now + timeout` panics near the end of `Instant`'s range).
+const MAX_CLIENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 fn client_limits(v: &mut Validator<'_>, client: &model::Client) -> ClientLimits {
     let max_header_bytes = client.max_header_bytes.0;
     if max_header_bytes < 1024 {
@@ -213,9 +217,13 @@ fn client_limits(v: &mut Validator<'_>, client: &model::Client) -> ClientLimits 
     for (value, key) in [
         (client.header_timeout.0, "client.header_timeout"),
         (client.idle_timeout.0, "client.idle_timeout"),
+        (client.body_timeout.0, "client.body_timeout"),
+        (client.send_timeout.0, "client.send_timeout"),
     ] {
         if value.is_zero() {
             v.near(0..0, key, "must be more than 0s");
+        } else if value > MAX_CLIENT_TIMEOUT {
+            v.near(0..0, key, "must be at most 1d");
         }
     }
     if client.max_connections == 0 {
@@ -232,6 +240,8 @@ fn client_limits(v: &mut Validator<'_>, client: &model::Client) -> ClientLimits 
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
         header_timeout: client.header_timeout.0,
         idle_timeout: client.idle_timeout.0,
+        body_timeout: client.body_timeout.0,
+        send_timeout: client.send_timeout.0,
         connection_caps: Caps {
             total: usize::try_from(client.max_connections).unwrap_or(usize::MAX),
             per_ip: usize::try_from(client.max_connections_per_ip).unwrap_or(usize::MAX),

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::body::ResponseBody;
 use crate::errors::plain_response;
+use crate::listener::io::{Deadlines, IdleIo};
 use crate::listener::limit::ConnectionLimiter;
 use crate::metrics::Metrics;
 use crate::proxy::host_name;
@@ -28,10 +29,15 @@ pub async fn run(
 ) {
     let graceful = GracefulShutdown::new();
     while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
-        let (header_timeout, caps) = {
+        let (header_timeout, deadlines, caps) = {
             let snapshot = shared.load();
+            let deadlines = Deadlines {
+                idle: snapshot.client.idle_timeout,
+                send: snapshot.client.send_timeout,
+            };
             (
                 snapshot.client.header_timeout,
+                deadlines,
                 snapshot.client.connection_caps,
             )
         };
@@ -55,8 +61,11 @@ pub async fn run(
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(redirect(&request, &shared)) }
             });
+            // A redirect is answered at once, so nothing is ever in flight here: a client that
+            // reads none of its answers is closed at idle_timeout or send_timeout.
+            let io = IdleIo::new(tcp, deadlines, Arc::default());
             let conn = builder
-                .serve_connection(TokioIo::new(tcp), service)
+                .serve_connection(TokioIo::new(io), service)
                 .into_owned();
             if let Err(err) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %err, "http connection ended with an error");

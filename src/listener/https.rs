@@ -4,16 +4,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::listener::io::{IdleIo, InFlight, ParseErrorHeads};
+use crate::listener::framing::{Framing, FramingWatch};
+use crate::listener::io::{Deadlines, IdleIo, InFlight, ParseErrorHeads};
 use crate::listener::limit::ConnectionLimiter;
 use crate::listener::resets::PrematureResets;
+use crate::listener::stalled_streams::{StreamExecutor, WatchedBody};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Connection};
 use crate::snapshot::ClientLimits;
@@ -29,8 +31,9 @@ fn h1_buffer_size(limits: &ClientLimits) -> usize {
 /// more are refused with RST_STREAM(REFUSED_STREAM).
 const MAX_CONCURRENT_STREAMS: u32 = 128;
 
-fn connection_builder(limits: &ClientLimits, h2: bool) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+fn connection_builder(limits: &ClientLimits, h2: bool) -> auto::Builder<StreamExecutor> {
+    // HTTP/2 streams run as tasks of this executor, each under `send_timeout`.
+    let mut builder = auto::Builder::new(StreamExecutor::new(limits.send_timeout));
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -58,8 +61,12 @@ fn connection_builder(limits: &ClientLimits, h2: bool) -> auto::Builder<TokioExe
         // Response bytes queued per stream for a peer that opens windows but does not read:
         // with MAX_CONCURRENT_STREAMS streams, at most 128 × 64 KiB = 8 MiB per connection.
         .max_send_buf_size(64 * 1024)
-        // Dead peers are found by PING instead of holding streams forever.
-        .keep_alive_interval(Some(Duration::from_secs(30)))
+        // Dead peers are found by PING instead of holding streams forever. The client's answer
+        // is traffic to `idle_timeout`, so the PING must come later than it, or an idle
+        // connection would never close (hyper pings idle connections too).
+        .keep_alive_interval(Some(
+            (limits.idle_timeout + Duration::from_secs(5)).max(Duration::from_secs(30)),
+        ))
         .keep_alive_timeout(Duration::from_secs(10));
     // ALPN already told us the protocol: no need to sniff for the HTTP/2 preface.
     if h2 {
@@ -118,13 +125,20 @@ pub async fn run(
             let sni = session.server_name().map(str::to_owned);
             let h2 = session.alpn_protocol() == Some(b"h2");
             let in_flight = Arc::new(InFlight::default());
+            // HTTP/2 frames every message itself; only HTTP/1 bytes can be framed two ways.
+            let framing = (!h2).then(|| Arc::new(Framing::default()));
             let connection = Arc::new(Connection {
                 peer,
                 sni,
                 in_flight: in_flight.clone(),
                 metrics,
+                framing: framing.clone(),
             });
-            let io = IdleIo::new(tls, limits.idle_timeout, in_flight);
+            let deadlines = Deadlines {
+                idle: limits.idle_timeout,
+                send: limits.send_timeout,
+            };
+            let io = IdleIo::new(tls, deadlines, in_flight);
             let builder = connection_builder(&limits, h2);
             let service_shared = shared.clone();
             let resets = PrematureResets::new();
@@ -135,7 +149,7 @@ pub async fn run(
                 async move {
                     let response = response.await;
                     watch.answered();
-                    response
+                    response.map(|response| response.map(|body| WatchedBody::new(body, h2)))
                 }
             });
             let result = if h2 {
@@ -151,6 +165,9 @@ pub async fn run(
                     }
                 }
             } else {
+                // hyper reads every byte through the framing tracker (listener/framing.rs).
+                let framing = framing.unwrap_or_default();
+                let io = FramingWatch::new(io, framing, h1_buffer_size(&limits));
                 let io = TokioIo::new(ParseErrorHeads::new(io, shared));
                 let conn = builder.serve_connection_with_upgrades(io, service);
                 watcher.watch(conn.into_owned()).await

@@ -1,8 +1,14 @@
-//! A client connection's socket with an idle deadline (`client.idle_timeout`).
+//! A client connection's socket with its two deadlines.
 //!
-//! The deadline only runs while the connection has no request in flight: a request waiting for
-//! a slow upstream is bounded by `response_timeout` instead. Any byte read or written pushes it
-//! back. The timer is reset lazily (only when it fires), so the hot path pays one clock read.
+//! - idle (`client.idle_timeout`): runs only while the connection has no request in flight (a
+//!   request waiting for a slow upstream is bounded by `response_timeout` instead); any byte read
+//!   or written pushes it back.
+//! - send (`client.send_timeout`, nginx's `send_timeout`): runs while a write to the client is
+//!   blocked (its receive window is full), whatever is in flight; only a write that moves pushes
+//!   it back, so a client cannot keep a stalled response alive by sending bytes.
+//!
+//! One timer serves both, reset lazily (only when it fires, or once when a write first blocks),
+//! so the hot path pays one clock read per read or write.
 
 use std::future::Future;
 use std::io;
@@ -38,27 +44,34 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// How long a connection may sit idle, and how long a write to it may stay blocked.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub idle: Duration,
+    pub send: Duration,
+}
+
 pin_project_lite::pin_project! {
     pub struct IdleIo<T> {
         #[pin]
         inner: T,
-        // Boxed: hyper wants an `Unpin` socket.
-        timer: Pin<Box<Sleep>>,
-        idle: Duration,
-        last_activity: Instant,
-        in_flight: Arc<InFlight>,
+        clock: Clock,
     }
 }
 
 impl<T> IdleIo<T> {
-    pub fn new(inner: T, idle: Duration, in_flight: Arc<InFlight>) -> Self {
+    pub fn new(inner: T, deadlines: Deadlines, in_flight: Arc<InFlight>) -> Self {
         let now = Instant::now();
         IdleIo {
             inner,
-            timer: Box::pin(tokio::time::sleep_until(now + idle)),
-            idle,
-            last_activity: now,
-            in_flight,
+            clock: Clock {
+                timer: Box::pin(tokio::time::sleep_until(now + deadlines.idle)),
+                deadlines,
+                last_activity: now,
+                last_write: now,
+                write_blocked: false,
+                in_flight,
+            },
         }
     }
 
@@ -67,44 +80,87 @@ impl<T> IdleIo<T> {
     }
 }
 
-/// Called when the inner socket is not ready: `Ready(Err)` once the connection sat idle too long.
-fn poll_idle(
-    mut timer: Pin<&mut Sleep>,
+struct Clock {
+    // Boxed: hyper wants an `Unpin` socket.
+    timer: Pin<Box<Sleep>>,
+    deadlines: Deadlines,
+    /// Last byte read or written.
     last_activity: Instant,
-    idle: Duration,
-    in_flight: &InFlight,
-    cx: &mut Context<'_>,
-) -> Poll<io::Error> {
-    loop {
-        if timer.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        let now = Instant::now();
-        let deadline = last_activity + idle;
-        if deadline <= now && in_flight.is_idle() {
-            return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"));
-        }
-        timer
-            .as_mut()
-            .reset(if deadline > now { deadline } else { now + idle });
-    }
+    /// Last write that moved (written, flushed or shut down).
+    last_write: Instant,
+    /// The last write, flush or shutdown returned `Pending`: the client is not reading.
+    write_blocked: bool,
+    in_flight: Arc<InFlight>,
 }
 
-/// Any progress pushes the idle deadline back; no progress checks it.
-fn after_io<R>(
-    polled: Poll<io::Result<R>>,
-    last_activity: &mut Instant,
-    timer: Pin<&mut Sleep>,
-    idle: Duration,
-    in_flight: &InFlight,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<R>> {
-    match polled {
-        Poll::Ready(result) => {
-            *last_activity = Instant::now();
-            Poll::Ready(result)
+impl Clock {
+    fn after_read<R>(
+        &mut self,
+        polled: Poll<io::Result<R>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<R>> {
+        match polled {
+            Poll::Ready(result) => {
+                self.last_activity = Instant::now();
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.poll_expired(cx).map(Err),
         }
-        Poll::Pending => poll_idle(timer, *last_activity, idle, in_flight, cx).map(Err),
+    }
+
+    fn after_write<R>(
+        &mut self,
+        polled: Poll<io::Result<R>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<R>> {
+        match polled {
+            Poll::Ready(result) => {
+                let now = Instant::now();
+                self.last_activity = now;
+                self.last_write = now;
+                self.write_blocked = false;
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                if !self.write_blocked {
+                    self.write_blocked = true;
+                    // The timer may be set for a later idle deadline: bring it forward, once
+                    // per blocked stretch.
+                    let send_deadline = self.last_write + self.deadlines.send;
+                    if self.timer.deadline() > send_deadline {
+                        self.timer.as_mut().reset(send_deadline);
+                    }
+                }
+                self.poll_expired(cx).map(Err)
+            }
+        }
+    }
+
+    /// Called when the socket is not ready: `Ready(Err)` once a deadline has passed.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            let send_deadline = self.last_write + self.deadlines.send;
+            if self.write_blocked && send_deadline <= now {
+                return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "send timeout"));
+            }
+            let idle_deadline = self.last_activity + self.deadlines.idle;
+            if idle_deadline <= now && self.in_flight.is_idle() {
+                return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"));
+            }
+            let mut next = if idle_deadline > now {
+                idle_deadline
+            } else {
+                now + self.deadlines.idle
+            };
+            if self.write_blocked {
+                next = next.min(send_deadline);
+            }
+            self.timer.as_mut().reset(next);
+        }
     }
 }
 
@@ -116,14 +172,7 @@ impl<T: AsyncRead> AsyncRead for IdleIo<T> {
     ) -> Poll<io::Result<()>> {
         let this = self.project();
         let polled = this.inner.poll_read(cx, buf);
-        after_io(
-            polled,
-            this.last_activity,
-            this.timer.as_mut(),
-            *this.idle,
-            this.in_flight,
-            cx,
-        )
+        this.clock.after_read(polled, cx)
     }
 }
 
@@ -135,14 +184,7 @@ impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let polled = this.inner.poll_write(cx, buf);
-        after_io(
-            polled,
-            this.last_activity,
-            this.timer.as_mut(),
-            *this.idle,
-            this.in_flight,
-            cx,
-        )
+        this.clock.after_write(polled, cx)
     }
 
     fn poll_write_vectored(
@@ -152,26 +194,29 @@ impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let polled = this.inner.poll_write_vectored(cx, bufs);
-        after_io(
-            polled,
-            this.last_activity,
-            this.timer.as_mut(),
-            *this.idle,
-            this.in_flight,
-            cx,
-        )
+        this.clock.after_write(polled, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
 
+    /// TLS: a write can be taken into rustls' buffer and only block here, on its way out.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        let polled = this.inner.poll_flush(cx);
+        // A flush after a write that went through has nothing new to record: skip the clock.
+        if polled.is_ready() && !this.clock.write_blocked {
+            return polled;
+        }
+        this.clock.after_write(polled, cx)
     }
 
+    /// A client that never reads would otherwise hold the close (TLS close_notify) forever.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        let this = self.project();
+        let polled = this.inner.poll_shutdown(cx);
+        this.clock.after_write(polled, cx)
     }
 }
 

@@ -1,10 +1,12 @@
 //! Listeners: accept → TLS → hyper (https), or the plain-HTTP redirector (http).
 
+pub mod framing;
 pub mod http;
 pub mod https;
 pub mod io;
 pub mod limit;
 pub mod resets;
+pub mod stalled_streams;
 pub mod tls;
 
 use std::net::SocketAddr;

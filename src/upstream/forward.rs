@@ -9,7 +9,9 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{caused_by, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody};
+use crate::body::{
+    caused_by, BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody,
+};
 use crate::errors::ProxyError;
 use crate::upstream::health::InFlightRequest;
 use crate::upstream::pool::Answers;
@@ -98,6 +100,8 @@ pub struct ForwardContext<'a> {
     /// The host as the client addressed it (with port, if it sent one).
     pub host: &'a HeaderValue,
     pub max_body: u64,
+    /// `client.body_timeout`: the longest the request body may send nothing.
+    pub body_timeout: std::time::Duration,
 }
 
 /// Sets the forwarding headers on a request about to go upstream. Whatever an untrusted client
@@ -191,11 +195,13 @@ pub async fn forward(
         1
     };
     let spare_headers = resendable.then(|| headers.clone());
-    let mut body = Some(if has_body {
-        RequestBody::new(body, ctx.max_body)
+    let body = if has_body {
+        RequestBody::new(body, ctx.max_body, ctx.body_timeout)
     } else {
         RequestBody::empty()
-    });
+    };
+    let client_wait = body.client_wait();
+    let mut body = Some(body);
     let mut headers = Some(headers);
 
     // Servers this request already failed on: a retry never goes back to one.
@@ -240,6 +246,11 @@ pub async fn forward(
                 upstream.request_succeeded(&pick);
                 break (response, captured, pick);
             }
+            // Out of time while the upload was waiting for the client: the client's fault (RFC
+            // 9110 §15.5.9: no complete request in time), and no mark against the server.
+            Err(_elapsed) if client_wait.as_ref().is_some_and(|wait| wait.is_waiting()) => {
+                return Err(ProxyError::ClientBodyTimeout);
+            }
             Err(_elapsed) => {
                 tracing::warn!(upstream = %upstream.name, server = %server.label, "upstream response timeout");
                 upstream.request_failed(&pick);
@@ -251,6 +262,9 @@ pub async fn forward(
                 // The client's faults say nothing about the server's health.
                 if caused_by::<BodyTooLarge>(&err) {
                     return Err(ProxyError::PayloadTooLarge);
+                }
+                if caused_by::<BodyTimeout>(&err) {
+                    return Err(ProxyError::ClientBodyTimeout);
                 }
                 if caused_by::<ClientBodyError>(&err) {
                     return Err(ProxyError::ClientBody(error_chain(&err)));
@@ -466,6 +480,7 @@ mod tests {
             client_ip: "10.0.0.1".parse().unwrap(),
             host: &host,
             max_body: 0,
+            body_timeout: std::time::Duration::from_secs(30),
         };
         set_forwarding_headers(&mut headers, &ctx);
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1");
