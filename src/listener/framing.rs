@@ -10,9 +10,9 @@
 //! asks it for each request and answers that one 400 with `Connection: close`, so nothing of it
 //! is forwarded.
 //!
-//! The tracker only scans heads (line ends with `memchr`, header names byte by byte only while
-//! they could still be `content-length` or `transfer-encoding`); bodies are skipped by counting,
-//! chunked ones by parsing their size lines. Bytes it cannot follow (a head hyper refuses, a
+//! The tracker only scans heads: a header line whose first letter no framing name has is
+//! skipped with one `memchr` for its end, the others have their name compared; bodies are
+//! skipped by counting, chunked ones by parsing their size lines. Bytes it cannot follow (a head hyper refuses, a
 //! broken chunk, a tunnel after `101`) stop it for the rest of the connection: hyper closes the
 //! connection after all of those, so no later request is served unchecked.
 
@@ -284,12 +284,9 @@ impl FramingTracker {
                         i + 1
                     }
                 },
-                // Most header lines start with a letter no framing name starts with: skipped
-                // whole, like the rest of a line that is known not to matter.
                 State::RestOfLine => self.skip_line(bytes),
-                State::LineStart if !matches!(first, b'\n' | b'\r' | b'c' | b'C' | b't' | b'T') => {
-                    self.skip_line(bytes)
-                }
+                State::LineStart if first != b'\n' && first != b'\r' => self.header_line(bytes),
+                State::LengthValue(value) => self.length_value(value, bytes),
                 State::ChunkStart
                 | State::ChunkSize(_)
                 | State::ChunkSizeSpace(_)
@@ -302,11 +299,7 @@ impl FramingTracker {
                     self.chunk_byte(first);
                     1
                 }
-                State::Leading
-                | State::LineCr { .. }
-                | State::LineStart
-                | State::Name { .. }
-                | State::LengthValue(_) => {
+                State::Leading | State::LineCr { .. } | State::LineStart | State::Name { .. } => {
                     self.count_head_bytes(1);
                     if self.state != State::Stopped {
                         self.head_byte(first);
@@ -321,6 +314,57 @@ impl FramingTracker {
             }
         }
         None
+    }
+
+    /// The start of a header line: most start with a letter no framing name starts with and are
+    /// skipped whole; a name and its colon at hand are compared at once; a read that ends
+    /// inside one is matched byte by byte.
+    fn header_line(&mut self, bytes: &[u8]) -> usize {
+        if !matches!(bytes[0], b'c' | b'C' | b't' | b'T') {
+            return self.skip_line(bytes);
+        }
+        if bytes.len() <= TRANSFER_ENCODING.len() {
+            self.count_head_bytes(1);
+            if self.state != State::Stopped {
+                self.state = name_byte(0, true, true, bytes[0]);
+            }
+            return 1;
+        }
+        let is = |name: &[u8]| {
+            bytes[..name.len()].eq_ignore_ascii_case(name) && bytes[name.len()] == b':'
+        };
+        if is(CONTENT_LENGTH) {
+            self.length_lines = self.length_lines.saturating_add(1);
+            self.state = State::LengthValue(LengthValue::Before);
+            let n = CONTENT_LENGTH.len() + 1;
+            self.count_head_bytes(n);
+            n
+        } else {
+            self.transfer_encoding |= is(TRANSFER_ENCODING);
+            self.skip_line(bytes)
+        }
+    }
+
+    /// The value of a `Content-Length` line, to the end of the line or of `bytes`.
+    fn length_value(&mut self, mut value: LengthValue, bytes: &[u8]) -> usize {
+        let end = memchr::memchr(b'\n', bytes);
+        for &b in &bytes[..end.unwrap_or(bytes.len())] {
+            value = value.push(b);
+        }
+        self.state = State::LengthValue(value);
+        let n = match end {
+            Some(end) => {
+                // The first line's value frames the body; a second line is ambiguous anyway.
+                if self.length_lines == 1 {
+                    self.length = value.value();
+                }
+                self.state = State::LineStart;
+                end + 1
+            }
+            None => bytes.len(),
+        };
+        self.count_head_bytes(n);
+        n
     }
 
     /// Consumes up to the end of the current line (all of `bytes` if it does not end there).
@@ -381,16 +425,6 @@ impl FramingTracker {
                 }
                 b'\n' => State::LineStart,
                 b => name_byte(col, length, transfer, b),
-            },
-            State::LengthValue(value) => match b {
-                b'\n' => {
-                    // The first line's value frames the body; a second line is ambiguous anyway.
-                    if self.length_lines == 1 {
-                        self.length = value.value();
-                    }
-                    State::LineStart
-                }
-                b => State::LengthValue(value.push(b)),
             },
             other => other,
         };
@@ -837,7 +871,7 @@ mod tests {
             post("Transfer-Encoding: chunked\r\n", "5\rhello\r\n0\r\n\r\n"),
             // a request line that does not start with a token (a WebSocket frame, TLS)
             "\u{1}\u{2}GET / HTTP/1.1\r\n\r\n".to_string(),
-            // chunk sizes: not hex, LF-only, an extension with LF, overflow, data not followed by CRLF
+            // chunk lines: not hex, LF-only, LF in an extension, overflow, data longer than its size
             post("Transfer-Encoding: chunked\r\n", "zz\r\n"),
             post("Transfer-Encoding: chunked\r\n", "5\nhello\n0\n\n"),
             post("Transfer-Encoding: chunked\r\n", "5;a\nhello\r\n"),
