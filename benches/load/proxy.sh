@@ -16,6 +16,9 @@
 #   hs  wrk -t2 -c$CONNECTIONS -H "Connection: close": a new TCP connection and a full TLS
 #       handshake per request (wrk does not resume sessions: checked against nginx's
 #       $ssl_session_reused when the script was written)
+# A fourth server, `floor` (examples/stack_floor.rs), is the same crates as rampart (tokio,
+# rustls, hyper, hyper-util's pooled client) with none of its work: what rampart costs above it
+# is rampart's own code, what it costs above nginx is the stack.
 # then prints the medians, the rampart/nginx ratios, idle RSS (after start and a few requests)
 # and peak RSS (VmHWM; nginx: master + workers summed).
 #
@@ -33,6 +36,7 @@ H2_STREAMS=${H2_STREAMS:-10}
 RAMPART_PORT=${RAMPART_PORT:-18543}
 NGINX_PORT=${NGINX_PORT:-18544}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18580}
+FLOOR_PORT=${FLOOR_PORT:-18545}
 WORKERS=${WORKERS:-2}
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -43,9 +47,11 @@ source "$repo/benches/load/lib.sh"
 need_tools wrk:wrk nginx:nginx h2load:nghttp2-client
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet --bin rampart --example bench_upstream
-RAMPART="$repo/target/release/rampart"
-UPSTREAM="$repo/target/release/examples/bench_upstream"
+cargo build --release --quiet --bin rampart --example bench_upstream --example stack_floor
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+RAMPART="$target_dir/release/rampart"
+UPSTREAM="$target_dir/release/examples/bench_upstream"
+FLOOR="$target_dir/release/examples/stack_floor"
 
 work=$(mktemp -d)
 pids=()
@@ -147,7 +153,12 @@ pids+=("$rampart_pid")
 "$NGINX" -c "$work/nginx.conf" -p "$work" 2>>"$work/nginx-error.log" &
 nginx_pid=$!
 pids+=("$nginx_pid")
+TOKIO_WORKER_THREADS=$WORKERS "$FLOOR" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$UPSTREAM_PORT" \
+    "$work/certs/dev.crt" "$work/certs/dev.key" 2>"$work/floor.log" &
+floor_pid=$!
+pids+=("$floor_pid")
 wait_https "$RAMPART_PORT" / || { cat "$work/rampart.log" >&2; exit 1; }
+wait_https "$FLOOR_PORT" / || { cat "$work/floor.log" >&2; exit 1; }
 wait_https "$NGINX_PORT" / || { cat "$work/nginx-error.log" >&2; exit 1; }
 
 # Both do the job: the page, the security headers, the upstream's Server and X-Powered-By gone.
@@ -172,6 +183,7 @@ done
 idle_rampart=$(tree_status_kib "$rampart_pid" VmRSS)
 idle_nginx=$(tree_status_kib "$nginx_pid" VmRSS)
 idle_upstream=$(tree_status_kib "${pids[0]}" VmRSS)
+idle_floor=$(tree_status_kib "$floor_pid" VmRSS)
 
 declare -A results
 url_of() {
@@ -179,6 +191,7 @@ url_of() {
         rampart) echo "https://127.0.0.1:$RAMPART_PORT/" ;;
         nginx) echo "https://127.0.0.1:$NGINX_PORT/" ;;
         direct) echo "http://127.0.0.1:$UPSTREAM_PORT/" ;;
+        floor) echo "https://127.0.0.1:$FLOOR_PORT/" ;;
     esac
 }
 
@@ -230,14 +243,14 @@ echo "      (load average now: $(load_average)); the figures compare the proxies
 echo "      conditions, not their capacity on dedicated hardware."
 
 # Warm-up: connection pools, page cache, CPU frequency.
-for server in rampart nginx direct; do
+for server in rampart nginx direct floor; do
     wrk -t1 -c10 -d2s "$(url_of "$server")" >/dev/null
 done
 
-servers=(rampart nginx direct)
+servers=(rampart nginx direct floor)
 for round in $(seq 1 "$ROUNDS"); do
     # Rotate who goes first, so nobody always gets the machine right after the same neighbour.
-    shift_by=$(((round - 1) % 3))
+    shift_by=$(((round - 1) % ${#servers[@]}))
     order=("${servers[@]:$shift_by}" "${servers[@]:0:$shift_by}")
     echo "round $round: ${order[*]}"
     for test in run_h1 run_h2 run_handshakes; do
@@ -250,19 +263,21 @@ done
 peak_rampart=$(tree_status_kib "$rampart_pid" VmHWM)
 peak_nginx=$(tree_status_kib "$nginx_pid" VmHWM)
 peak_upstream=$(tree_status_kib "${pids[0]}" VmHWM)
+peak_floor=$(tree_status_kib "$floor_pid" VmHWM)
 
 column_of() { echo "${results[$1,$2]}" | tr ';' '\n' | awk -v c="$3" 'NF { print $c }' | tr '\n' ' '; }
 med() { column_of "$1" "$2" "$3" | median; }
 
 echo
 echo "medians over $ROUNDS rounds (ratio = rampart / nginx: above 1 is better for req/s, below 1 for latency and memory)"
-printf '%-34s %12s %12s %8s %14s\n' "" rampart nginx ratio "direct (ceiling)"
+printf '%-34s %12s %12s %8s %14s %12s\n' "" rampart nginx ratio "direct (ceiling)" "stack floor"
 row() { # label test column unit
-    local r n d
+    local r n d f
     r=$(med rampart "$2" "$3")
     n=$(med nginx "$2" "$3")
     d=$(med direct "$2" "$3")
-    printf '%-34s %12s %12s %8s %14s\n' "$1" "$r$4" "$n$4" "$(ratio "$r" "$n")" "$d$4"
+    f=$(med floor "$2" "$3")
+    printf '%-34s %12s %12s %8s %14s %12s\n' "$1" "$r$4" "$n$4" "$(ratio "$r" "$n")" "$d$4" "$f$4"
 }
 row "HTTP/1.1 keep-alive req/s" h1 1 ""
 row "HTTP/1.1 p50" h1 2 " ms"
@@ -272,8 +287,8 @@ row "HTTP/2 p50" h2 2 " ms"
 row "HTTP/2 p99" h2 3 " ms"
 row "new TLS handshakes/s (direct: TCP)" hs 1 ""
 row "handshake + request p99" hs 3 " ms"
-printf '%-34s %12s %12s %8s %14s\n' "idle RSS (MiB)" "$(mib "$idle_rampart")" "$(mib "$idle_nginx")" \
-    "$(ratio "$idle_rampart" "$idle_nginx")" "$(mib "$idle_upstream")"
-printf '%-34s %12s %12s %8s %14s\n' "peak RSS (MiB)" "$(mib "$peak_rampart")" "$(mib "$peak_nginx")" \
-    "$(ratio "$peak_rampart" "$peak_nginx")" "$(mib "$peak_upstream")"
+printf '%-34s %12s %12s %8s %14s %12s\n' "idle RSS (MiB)" "$(mib "$idle_rampart")" "$(mib "$idle_nginx")" \
+    "$(ratio "$idle_rampart" "$idle_nginx")" "$(mib "$idle_upstream")" "$(mib "$idle_floor")"
+printf '%-34s %12s %12s %8s %14s %12s\n' "peak RSS (MiB)" "$(mib "$peak_rampart")" "$(mib "$peak_nginx")" \
+    "$(ratio "$peak_rampart" "$peak_nginx")" "$(mib "$peak_upstream")" "$(mib "$peak_floor")"
 echo "load average at the end: $(load_average)"

@@ -144,11 +144,14 @@ pub async fn run(
             let resets = PrematureResets::new();
             let service_resets = resets.clone();
             let service = service_fn(move |request| {
-                let watch = service_resets.begin();
+                // Only HTTP/2 has streams a client can reset.
+                let watch = h2.then(|| service_resets.begin());
                 let response = proxy::serve(request, connection.clone(), service_shared.clone());
                 async move {
                     let response = response.await;
-                    watch.answered();
+                    if let Some(watch) = watch {
+                        watch.answered();
+                    }
                     response.map(|response| response.map(|body| WatchedBody::new(body, h2)))
                 }
             });

@@ -16,6 +16,7 @@ impl HeaderPolicy {
         for name in &self.remove {
             headers.remove(name);
         }
+        headers.reserve(self.set.len());
         for (name, value) in &self.set {
             headers.insert(name.clone(), value.clone());
         }

@@ -43,6 +43,11 @@ static HOP_BY_HOP: [&HeaderName; 9] = [
 
 /// Removes hop-by-hop headers and every header named in `Connection` (RFC 9110 §7.6.1).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names first: most messages carry none of these (or only Connection),
+    // and a removal costs a hash lookup each.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(&name)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -108,6 +113,12 @@ pub struct ForwardContext<'a> {
 /// sent in these headers is replaced, never believed.
 pub fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
     let peer = ip_header_value(ctx.peer);
+    // Usually the same address: formatted once.
+    let real_ip = if ctx.client_ip == ctx.peer {
+        peer.clone()
+    } else {
+        ip_header_value(ctx.client_ip)
+    };
     let forwarded_for = if ctx.peer_trusted && headers.contains_key(&X_FORWARDED_FOR) {
         let mut chain = String::new();
         for value in headers.get_all(&X_FORWARDED_FOR) {
@@ -127,15 +138,22 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ForwardContext<'_>)
     headers.insert(&X_FORWARDED_FOR, forwarded_for);
     headers.insert(&X_FORWARDED_PROTO, HTTPS.clone());
     headers.insert(&X_FORWARDED_HOST, ctx.host.clone());
-    headers.insert(&X_REAL_IP, ip_header_value(ctx.client_ip));
+    headers.insert(&X_REAL_IP, real_ip);
     headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
     // The app sees the host the client asked for (Django's ALLOWED_HOSTS), not our upstream address.
     headers.insert(header::HOST, ctx.host.clone());
 }
 
 fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    // Written into a stack buffer: `to_string` would allocate a String only to copy it again.
+    let mut buffer = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    if std::io::Write::write_fmt(&mut cursor, format_args!("{ip}")).is_err() {
+        return HeaderValue::from_static("unknown");
+    }
+    let len = cursor.position() as usize;
     // An IP address's text form is always a valid header value.
-    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+    HeaderValue::from_bytes(&buffer[..len]).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 fn is_idempotent(method: &Method) -> bool {
