@@ -72,7 +72,10 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn forward(
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, BoxBody<Bytes, hyper::Error>>,
+    client: Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        BoxBody<Bytes, hyper::Error>,
+    >,
     upstream: Arc<str>,
     request: Request<Incoming>,
 ) -> Result<Response<Incoming>, Error> {
