@@ -1,6 +1,6 @@
 //! The floor of rampart's stack, for the load bench (`benches/load/proxy.sh`): a TLS-terminating
 //! proxy built from the same crates (tokio, tokio-rustls with ring, hyper's server, hyper-util's
-//! pooled client, mimalloc) that does nothing else: no routing, no policy, no forwarding headers,
+//! pooled client) that does nothing else: no routing, no policy, no forwarding headers,
 //! no metrics, no timeouts. Only HSTS is added, so that a response is not free of all work. What
 //! rampart costs above this row is its own code; what this row costs above nginx is the stack.
 //!
@@ -22,9 +22,6 @@ use hyper_util::server::conn::auto;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 

@@ -349,9 +349,3 @@ fn healthcheck(url: Option<String>, config: &Path) -> ExitCode {
         }
     }
 }
-
-/// mimalloc instead of glibc's malloc: every request allocates and frees dozens of small
-/// objects (header maps, buffers, futures) across two worker threads, where glibc's arenas
-/// showed up as about 10% of the profile (`benches/load/proxy.sh`, README "Performance").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -47,7 +47,7 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cargo build --release --quiet
-RAMPART="$repo/target/release/rampart"
+RAMPART="${CARGO_TARGET_DIR:-$repo/target}/release/rampart"
 
 work=$(mktemp -d)
 pids=()

@@ -40,7 +40,7 @@ fi
 TESTSSL=$(command -v testssl || command -v testssl.sh || true)
 
 cargo build --release --quiet
-RAMPART="$repo/target/release/rampart"
+RAMPART="${CARGO_TARGET_DIR:-$repo/target}/release/rampart"
 
 work=$(mktemp -d)
 pid=""

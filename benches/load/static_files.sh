@@ -37,7 +37,7 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --quiet
-RAMPART="$repo/target/release/rampart"
+RAMPART="${CARGO_TARGET_DIR:-$repo/target}/release/rampart"
 
 work=$(mktemp -d)
 pids=()
