@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind's callgrind: a measure of rampart's own
+# work that does not move with the load of a shared machine (req/s there swings by ±40% from one
+# round to the next; this count by about 1%).
+#
+# For rampart and for the stack floor (examples/stack_floor.rs: the same crates, none of
+# rampart's work), over HTTP/1.1 keep-alive (h2load --h1, 10 connections) or HTTP/2 (H2=1): runs
+# the server under callgrind twice, for N and 2N requests to the bench upstream, and prints
+# (instructions of the 2N run - instructions of the N run) / N, so start-up, handshakes and
+# shutdown cancel out. The callgrind files are kept in $OUT for `callgrind_annotate`.
+#
+#   bash benches/load/instructions.sh
+#   N=5000 H2=1 bash benches/load/instructions.sh
+#
+# Needs valgrind and h2load (nghttp2-client): installed with apt-get when missing. Takes about
+# two minutes. valgrind counts a `rep movsb` copy byte by byte, so large memcpy weighs more here
+# than in time.
+set -euo pipefail
+
+N=${N:-3000}
+H2=${H2:-0}
+PORT=${PORT:-18643}
+UPSTREAM_PORT=${UPSTREAM_PORT:-18680}
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+# shellcheck source=benches/load/lib.sh
+source "$repo/benches/load/lib.sh"
+need_tools valgrind:valgrind h2load:nghttp2-client
+
+cargo build --release --quiet --bin rampart --example bench_upstream --example stack_floor
+bin=${CARGO_TARGET_DIR:-$repo/target}/release
+OUT=${OUT:-$(mktemp -d)}
+"$bin/rampart" cert --host localhost --host 127.0.0.1 --out "$OUT/certs" >/dev/null 2>&1
+cat >"$OUT/rampart.toml" <<EOF
+[listen]
+https = "127.0.0.1:$PORT"
+
+[tls]
+cert = "$OUT/certs/dev.crt"
+key = "$OUT/certs/dev.key"
+
+[log]
+access = false
+level = "warn"
+
+[upstreams.app]
+servers = ["http://127.0.0.1:$UPSTREAM_PORT"]
+
+[[routes]]
+name = "app"
+path = "/"
+upstream = "app"
+compress = false
+EOF
+
+"$bin/examples/bench_upstream" "127.0.0.1:$UPSTREAM_PORT" 2>/dev/null &
+upstream_pid=$!
+trap 'kill $upstream_pid 2>/dev/null || true' EXIT
+wait_http "$UPSTREAM_PORT" /
+
+protocol=(--h1)
+[ "$H2" = 1 ] && protocol=()
+
+# count NAME REQUESTS COMMAND...: total instructions of one run serving REQUESTS requests.
+count() {
+    local name=$1 requests=$2 pid
+    shift 2
+    TOKIO_WORKER_THREADS=2 valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.out" \
+        "$@" >/dev/null 2>"$OUT/$name.err" &
+    pid=$!
+    for _ in $(seq 1 100); do
+        curl -ksf -o /dev/null "https://127.0.0.1:$PORT/" && break
+        sleep 0.3
+    done
+    h2load -n "$requests" -c 10 "${protocol[@]}" "https://127.0.0.1:$PORT/" |
+        grep -q "$requests succeeded" || echo "warning: not every request of $name succeeded" >&2
+    kill -INT "$pid"
+    wait "$pid" 2>/dev/null || true
+    awk '/^summary:/ { print $2 }' "$OUT/$name.out"
+}
+
+per_request() { # name command...
+    local name=$1 once twice
+    shift
+    once=$(count "$name-n" "$N" "$@")
+    twice=$(count "$name-2n" $((2 * N)) "$@")
+    awk -v a="$once" -v b="$twice" -v n="$N" 'BEGIN { printf "%.0f", (b - a) / n }'
+}
+
+rampart=$(per_request rampart "$bin/rampart" run --no-watch -c "$OUT/rampart.toml")
+floor=$(per_request floor "$bin/examples/stack_floor" "127.0.0.1:$PORT" \
+    "127.0.0.1:$UPSTREAM_PORT" "$OUT/certs/dev.crt" "$OUT/certs/dev.key")
+echo "instructions per request ($([ "$H2" = 1 ] && echo HTTP/2 || echo HTTP/1.1), N=$N):"
+echo "  rampart      $rampart"
+echo "  stack floor  $floor"
+echo "  rampart / floor: $(ratio "$rampart" "$floor")"
+echo "callgrind files: $OUT (callgrind_annotate $OUT/rampart-2n.out)"
