@@ -75,7 +75,9 @@ count() {
     done
     h2load -n "$requests" -c 10 "${protocol[@]}" "https://127.0.0.1:$PORT/" |
         grep -q "$requests succeeded" || echo "warning: not every request of $name succeeded" >&2
-    kill -INT "$pid"
+    # TERM, not INT: a background job of a script ignores SIGINT. rampart exits gracefully on
+    # either; valgrind writes its counts either way.
+    kill -TERM "$pid"
     wait "$pid" 2>/dev/null || true
     awk '/^summary:/ { print $2 }' "$OUT/$name.out"
 }
