@@ -32,27 +32,7 @@ cargo build --release --quiet --bin rampart --example bench_upstream --example s
 bin=${CARGO_TARGET_DIR:-$repo/target}/release
 OUT=${OUT:-$(mktemp -d)}
 "$bin/rampart" cert --host localhost --host 127.0.0.1 --out "$OUT/certs" >/dev/null 2>&1
-cat >"$OUT/rampart.toml" <<EOF
-[listen]
-https = "127.0.0.1:$PORT"
-
-[tls]
-cert = "$OUT/certs/dev.crt"
-key = "$OUT/certs/dev.key"
-
-[log]
-access = false
-level = "warn"
-
-[upstreams.app]
-servers = ["http://127.0.0.1:$UPSTREAM_PORT"]
-
-[[routes]]
-name = "app"
-path = "/"
-upstream = "app"
-compress = false
-EOF
+proxy_config "$PORT" "$OUT/certs" "$UPSTREAM_PORT" >"$OUT/rampart.toml"
 
 "$bin/examples/bench_upstream" "127.0.0.1:$UPSTREAM_PORT" 2>/dev/null &
 upstream_pid=$!

@@ -88,3 +88,29 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 
 load_average() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# The rampart config of the proxy benches: one catch-all route to the bench upstream over
+# HTTPS with the dev certificate in CERTS, access log and compression off.
+proxy_config() { # HTTPS_PORT CERTS UPSTREAM_PORT
+    cat <<EOF
+[listen]
+https = "127.0.0.1:$1"
+
+[tls]
+cert = "$2/dev.crt"
+key = "$2/dev.key"
+
+[log]
+access = false
+level = "warn"
+
+[upstreams.app]
+servers = ["http://127.0.0.1:$3"]
+
+[[routes]]
+name = "app"
+path = "/"
+upstream = "app"
+compress = false
+EOF
+}

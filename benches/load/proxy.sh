@@ -68,27 +68,7 @@ chmod 644 "$work/certs/dev.key" # nginx reads it as root, but its workers need n
 
 CSP="default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 
-cat >"$work/rampart.toml" <<EOF
-[listen]
-https = "127.0.0.1:$RAMPART_PORT"
-
-[tls]
-cert = "$work/certs/dev.crt"
-key = "$work/certs/dev.key"
-
-[log]
-access = false
-level = "warn"
-
-[upstreams.app]
-servers = ["http://127.0.0.1:$UPSTREAM_PORT"]
-
-[[routes]]
-name = "app"
-path = "/"
-upstream = "app"
-compress = false
-EOF
+proxy_config "$RAMPART_PORT" "$work/certs" "$UPSTREAM_PORT" >"$work/rampart.toml"
 
 mkdir -p "$work/nginx-tmp"
 cat >"$work/nginx.conf" <<EOF
