@@ -1,7 +1,6 @@
 //! Body types of the request path: what is sent upstream and what is sent to the client.
 //! Both stream; neither is ever collected whole.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,8 +12,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use tokio::time::{Instant, Sleep};
 
+use crate::stall::StallClock;
 use crate::upstream::health::InFlightRequest;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -127,12 +126,9 @@ pin_project_lite::pin_project! {
         seen: u64,
         limit: u64,
         stall_timeout: Duration,
-        // Armed at the first stall and reset only when it fires (IdleIo's lazy timer): a body
-        // that never waits for the client never allocates it nor touches the timer wheel.
-        // Boxed: hyper's client wants an `Unpin` body.
-        stall_timer: Option<Pin<Box<Sleep>>>,
-        // When the body started waiting for the client; `None` while bytes keep coming.
-        stalled_since: Option<Instant>,
+        // Runs while the body waits for the client: a body that never waits never reads the
+        // clock nor touches the timer wheel.
+        stall: StallClock,
         waiting: Option<ClientWait>,
     }
 }
@@ -144,8 +140,7 @@ impl RequestBody {
             seen: 0,
             limit,
             stall_timeout,
-            stall_timer: None,
-            stalled_since: None,
+            stall: StallClock::default(),
             waiting: Some(ClientWait::default()),
         }
     }
@@ -157,8 +152,7 @@ impl RequestBody {
             seen: 0,
             limit: 0,
             stall_timeout: Duration::ZERO,
-            stall_timer: None,
-            stalled_since: None,
+            stall: StallClock::default(),
             waiting: None,
         }
     }
@@ -182,17 +176,22 @@ impl Body for RequestBody {
         let Some(inner) = this.inner.as_pin_mut() else {
             return Poll::Ready(None);
         };
+        // Between reads, like nginx's `client_body_timeout`: the time hyper spends not asking
+        // (the upstream not reading) is never counted against the client.
         let Poll::Ready(polled) = inner.poll_frame(cx) else {
-            return poll_stall(
-                this.stall_timer,
-                this.stalled_since,
-                *this.stall_timeout,
-                this.waiting.as_ref(),
-                cx,
-            );
+            if this.stall.start() {
+                if let Some(waiting) = this.waiting.as_ref() {
+                    waiting.set(true);
+                }
+            }
+            let timeout = *this.stall_timeout;
+            return match this.stall.poll_expired(timeout, cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout { timeout })))),
+                Poll::Pending => Poll::Pending,
+            };
         };
         // Progress: no clock read, the stall clock just stops.
-        if this.stalled_since.take().is_some() {
+        if this.stall.stop() {
             if let Some(waiting) = this.waiting.as_ref() {
                 waiting.set(false);
             }
@@ -222,39 +221,6 @@ impl Body for RequestBody {
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), |body| body.size_hint())
     }
-}
-
-/// The client has nothing for us: starts the stall clock on the first wait, and fails the body
-/// once it has waited `timeout` since. Between reads, like nginx's `client_body_timeout`: the
-/// time hyper spends not asking (the upstream not reading) is never counted against the client.
-fn poll_stall(
-    timer: &mut Option<Pin<Box<Sleep>>>,
-    stalled_since: &mut Option<Instant>,
-    timeout: Duration,
-    waiting: Option<&ClientWait>,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-    let since = match stalled_since {
-        Some(since) => *since,
-        None => {
-            let now = Instant::now();
-            *stalled_since = Some(now);
-            if let Some(waiting) = waiting {
-                waiting.set(true);
-            }
-            now
-        }
-    };
-    let deadline = since + timeout;
-    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-    // An earlier stall's deadline fires early, once: then the timer moves to this one.
-    while timer.as_mut().poll(cx).is_ready() {
-        if Instant::now() >= deadline {
-            return Poll::Ready(Some(Err(Box::new(BodyTimeout { timeout }))));
-        }
-        timer.as_mut().reset(deadline);
-    }
-    Poll::Pending
 }
 
 /// The client sent no body bytes for `client.body_timeout`.

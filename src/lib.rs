@@ -26,6 +26,7 @@ pub mod proxy;
 pub mod reload;
 pub mod router;
 pub mod snapshot;
+pub mod stall;
 pub mod static_files;
 pub mod upstream;
 

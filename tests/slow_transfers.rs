@@ -324,6 +324,25 @@ fn h2_request<B>(proxy: &TestProxy, method: &str, path: &str, body: B) -> http::
         .unwrap()
 }
 
+/// `GET /big/{size}` on an open HTTP/2 connection: the response, once its head says 200.
+async fn h2_get_big(
+    sender: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    proxy: &TestProxy,
+    size: u64,
+) -> http::Response<hyper::body::Incoming> {
+    let response = sender
+        .send_request(h2_request(
+            proxy,
+            "GET",
+            &format!("/big/{size}"),
+            Empty::new(),
+        ))
+        .await
+        .expect("the response head");
+    assert_eq!(response.status(), 200);
+    response
+}
+
 /// The proxy's 408: status, exact body, text/plain, request id, strict headers.
 fn assert_408(raw: &[u8], context: &str) -> RawResponse {
     let (resp, _) = parse_response(raw, true).unwrap_or_else(|| {
@@ -711,16 +730,7 @@ async fn an_http2_stream_left_with_a_shut_window_is_reset() {
 
     let (mut sender, conn) = h2_connect::<Empty<Bytes>>(&proxy).await;
     let asked = Instant::now();
-    let response = sender
-        .send_request(h2_request(
-            &proxy,
-            "GET",
-            &format!("/big/{SIZE}"),
-            Empty::new(),
-        ))
-        .await
-        .expect("the response head");
-    assert_eq!(response.status(), 200);
+    let response = h2_get_big(&mut sender, &proxy, SIZE).await;
     // Not a byte of the body is read: the 64 KiB window fills and stays shut.
     let stopped = Instant::now();
     let served = up.next_served(TIMEOUT + MARGIN).await;
@@ -728,12 +738,8 @@ async fn an_http2_stream_left_with_a_shut_window_is_reset() {
     assert_reader_closed(served.at, asked, stopped, "the upstream released");
 
     // Another stream on the same connection is served whole.
-    let other = sender
-        .send_request(h2_request(&proxy, "GET", "/big/100000", Empty::new()))
+    let other = h2_get_big(&mut sender, &proxy, 100_000)
         .await
-        .expect("the connection is still open");
-    assert_eq!(other.status(), 200);
-    let other = other
         .into_body()
         .collect()
         .await
@@ -769,16 +775,7 @@ async fn a_slow_but_steady_http2_reader_gets_the_whole_response() {
 
     let (mut sender, _conn) = h2_connect::<Empty<Bytes>>(&proxy).await;
     let started = Instant::now();
-    let response = sender
-        .send_request(h2_request(
-            &proxy,
-            "GET",
-            &format!("/big/{SIZE}"),
-            Empty::new(),
-        ))
-        .await
-        .expect("the response head");
-    assert_eq!(response.status(), 200);
+    let response = h2_get_big(&mut sender, &proxy, SIZE as u64).await;
     let mut body = response.into_body();
     let mut got = Vec::with_capacity(SIZE);
     let mut next_pause = 64 * 1024;

@@ -23,17 +23,10 @@ NGINX_PORT=${NGINX_PORT:-18444}
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
+# shellcheck source=benches/load/lib.sh
+source "$repo/benches/load/lib.sh"
 
-need_install=()
-command -v wrk >/dev/null || need_install+=(wrk)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_install+=(nginx)
-if [ ${#need_install[@]} -gt 0 ]; then
-    echo "installing ${need_install[*]} with apt-get"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    $sudo apt-get install -y "${need_install[@]}" >/dev/null
-fi
+need_tools wrk:wrk nginx:nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --quiet
@@ -128,17 +121,8 @@ pids+=($!)
 "$NGINX" -c "$work/nginx.conf" -p "$work" 2>>"$work/nginx-error.log" &
 pids+=($!)
 
-wait_ready() {
-    for _ in $(seq 1 100); do
-        curl -ksf -o /dev/null "https://127.0.0.1:$1/static/app.css" && return 0
-        sleep 0.1
-    done
-    echo "server on port $1 did not come up" >&2
-    cat "$work/rampart.log" "$work/nginx-error.log" >&2
-    exit 1
-}
-wait_ready "$RAMPART_PORT"
-wait_ready "$NGINX_PORT"
+wait_https "$RAMPART_PORT" /static/app.css || { cat "$work/rampart.log" >&2; exit 1; }
+wait_https "$NGINX_PORT" /static/app.css || { cat "$work/nginx-error.log" >&2; exit 1; }
 
 # Both must send the same bytes.
 for file in app.css big.bin; do
@@ -148,15 +132,6 @@ for file in app.css big.bin; do
     done
 done
 
-# wrk's p99 (with --latency) in milliseconds.
-p99_ms() {
-    awk '$1 == "99%" {
-        v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v);
-        if (unit == "us") v /= 1000; else if (unit == "s") v *= 1000; else if (unit == "m") v *= 60000;
-        printf "%.2f", v }'
-}
-rps() { awk '$1 == "Requests/sec:" { print $2 }'; }
-
 declare -A results
 run_one() { # server port file
     local out
@@ -165,8 +140,8 @@ run_one() { # server port file
         echo "$out" | grep "Non-2xx\|Socket errors" | sed "s/^/  $1 $3: /" >&2
     fi
     local r p
-    r=$(echo "$out" | rps)
-    p=$(echo "$out" | p99_ms)
+    r=$(echo "$out" | wrk_rps)
+    p=$(echo "$out" | wrk_percentile_ms 99%)
     results[$1,$3]+="$r $p;"
     printf '  %-8s %-8s %10s req/s   p99 %8s ms\n' "$1" "$3" "$r" "$p"
 }
@@ -194,7 +169,6 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 column_of() { echo "${results[$1,$2]}" | tr ';' '\n' | awk -v c="$3" 'NF { print $c }' | tr '\n' ' '; }
 
 echo
@@ -205,7 +179,7 @@ for file in app.css big.bin; do
     n_rps=$(column_of nginx "$file" 1 | median)
     r_p99=$(column_of rampart "$file" 2 | median)
     n_p99=$(column_of nginx "$file" 2 | median)
-    ratio=$(awk -v a="$r_rps" -v b="$n_rps" 'BEGIN { printf "%.2f", a / b }')
+    ratio=$(ratio "$r_rps" "$n_rps")
     size=$(stat -c %s "$root/$file")
     printf '%-22s %14s %14s %10s %9s ms %9s ms\n' "$file ($size B)" "$r_rps" "$n_rps" "$ratio" "$r_p99" "$n_p99"
 done

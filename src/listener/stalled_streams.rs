@@ -9,7 +9,8 @@
 //!
 //! The task learns what the response body last did from [`WatchedBody`], the outermost body,
 //! through a thread-local written and read within one synchronous poll of the task. The cost
-//! per poll is two thread-local accesses, plus one clock read when a chunk has to wait.
+//! per poll is two thread-local accesses, plus one clock read when a chunk has to wait (the
+//! stall clock, `stall.rs`, shared with request bodies). HTTP/1 bodies pass without either.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -17,11 +18,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::body::{BoxError, ResponseBody};
+use crate::stall::StallClock;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::time::{Instant, Sleep};
-
-use crate::body::{BoxError, ResponseBody};
 
 /// What the response body's last poll gave hyper.
 #[derive(Debug, Clone, Copy)]
@@ -57,8 +57,7 @@ where
         tokio::spawn(SendDeadline {
             stream,
             timeout: self.send_timeout,
-            blocked_since: None,
-            timer: None,
+            blocked: StallClock::default(),
         });
     }
 }
@@ -68,11 +67,8 @@ pin_project_lite::pin_project! {
         #[pin]
         stream: F,
         timeout: Duration,
-        // Since when the stream has held a chunk it cannot send; `None` otherwise.
-        blocked_since: Option<Instant>,
-        // Armed at the first block, reset only when it fires.
-        #[pin]
-        timer: Option<Sleep>,
+        // Runs while the stream holds a chunk it cannot send.
+        blocked: StallClock,
     }
 }
 
@@ -80,37 +76,26 @@ impl<F: Future<Output = ()>> Future for SendDeadline<F> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut this = self.project();
+        let this = self.project();
         LAST_BODY_POLL.set(None);
         if this.stream.poll(cx).is_ready() {
             return Poll::Ready(());
         }
         match LAST_BODY_POLL.take() {
             // Each chunk means the one before it went out: a new wait starts now.
-            Some(BodyPoll::Frame) => *this.blocked_since = Some(Instant::now()),
-            Some(BodyPoll::NoFrame) => *this.blocked_since = None,
+            Some(BodyPoll::Frame) => this.blocked.restart(),
+            Some(BodyPoll::NoFrame) => {
+                this.blocked.stop();
+            }
             // The body was not polled (waiting for the response head, or still for capacity).
             None => {}
         }
-        let Some(since) = *this.blocked_since else {
-            return Poll::Pending;
-        };
-        let deadline = since + *this.timeout;
-        if this.timer.is_none() {
-            this.timer.set(Some(tokio::time::sleep_until(deadline)));
-        }
-        if let Some(mut timer) = this.timer.as_pin_mut() {
-            // An earlier wait's deadline fires early, once: then the timer moves to this one.
-            while timer.as_mut().poll(cx).is_ready() {
-                if Instant::now() >= deadline {
-                    tracing::debug!(
-                        "HTTP/2 stream reset: its client kept the window shut for send_timeout"
-                    );
-                    // Completing drops the stream: h2 resets it and the upstream body goes.
-                    return Poll::Ready(());
-                }
-                timer.as_mut().reset(deadline);
-            }
+        if this.blocked.poll_expired(*this.timeout, cx).is_ready() {
+            tracing::debug!(
+                "HTTP/2 stream reset: its client kept the window shut for send_timeout"
+            );
+            // Completing drops the stream: h2 resets it and the upstream body goes.
+            return Poll::Ready(());
         }
         Poll::Pending
     }
@@ -174,11 +159,14 @@ impl Body for WatchedBody {
                 polled => polled,
             },
         };
-        let noted = match polled {
-            Poll::Ready(Some(Ok(_))) => BodyPoll::Frame,
-            _ => BodyPoll::NoFrame,
-        };
-        LAST_BODY_POLL.set(Some(noted));
+        // Only HTTP/2 stream tasks read it (HTTP/1 stalls block the socket, seen in `io.rs`).
+        if *this.h2 {
+            let noted = match polled {
+                Poll::Ready(Some(Ok(_))) => BodyPoll::Frame,
+                _ => BodyPoll::NoFrame,
+            };
+            LAST_BODY_POLL.set(Some(noted));
+        }
         polled
     }
 
