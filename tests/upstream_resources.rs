@@ -10,6 +10,7 @@
 //!
 //! Hundreds of 1 MiB response heads (502 each, `upstream_faults.rs`) leave RSS flat.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::collections::HashSet;

@@ -1,0 +1,43 @@
+//! The integration tests, in one binary (linkerd2-proxy's `app/integration`, Sōzu's `e2e`): the
+//! helpers in `common` are compiled and linked once, not once per file. A module per concern,
+//! a file per attack class. Run one: `cargo test --test it attack_catalogue::`.
+//!
+//! Three suites keep binaries of their own because they read process-wide state that other
+//! tests would disturb: `tests/upstream_resources.rs` and `tests/ratelimit_flood.rs` (file
+//! descriptors, tasks, RSS) and `tests/log_capture.rs` (the global tracing subscriber).
+
+mod common;
+
+mod access_log;
+mod admin_metrics;
+mod attack_catalogue;
+mod attack_h2;
+mod attack_header_injection;
+mod attack_path_escape;
+mod attack_slow_clients;
+mod attack_sni_host;
+mod attack_static_escape;
+mod binary;
+mod compression;
+mod connection_caps;
+mod e2e_compose;
+mod forwarding;
+mod fuzz_corpus;
+mod http_redirect;
+mod idle_timeout;
+mod ip_rules;
+mod lifecycle;
+mod policy_cors_cookies;
+mod ratelimit;
+mod ratelimit_redis;
+mod reload;
+mod route_actions;
+mod routing;
+mod security_headers;
+mod shipped_config;
+mod slow_transfers;
+mod static_files;
+mod timeouts_and_errors;
+mod tls;
+mod upstream_faults;
+mod upstream_health;

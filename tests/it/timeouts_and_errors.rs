@@ -1,0 +1,267 @@
+//! Upstream failures (502/504), body limits (413) and the shape of the proxy's own errors.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::net::{TcpSocket, TcpStream};
+
+fn single_route(servers: &[String], upstream_extra: &str, extra: &str) -> String {
+    format!(
+        "{}[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"app\"\n\n{extra}\n",
+        upstream_toml("app", servers, upstream_extra)
+    )
+}
+
+async fn error_of(resp: reqwest::Response) -> (u16, reqwest::header::HeaderMap, String) {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_upstream_is_a_plain_502() {
+    let dead = dead_addr().await;
+    let proxy = TestProxy::start(&single_route(
+        &[format!("http://{dead}")],
+        "retries = 0",
+        "",
+    ))
+    .await;
+
+    for client in [proxy.client_h1(), proxy.client_h2()] {
+        let (status, headers, body) =
+            error_of(client.get(proxy.url("/x")).send().await.unwrap()).await;
+        assert_eq!(status, 502);
+        assert_proxy_error(
+            &headers,
+            502,
+            &body,
+            "502 Bad Gateway\n",
+            "refused upstream",
+        );
+        assert!(
+            !body.contains(&dead.port().to_string()),
+            "the body names the upstream port"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_upstream_is_504_after_response_timeout() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(&single_route(
+        &[up.server()],
+        "response_timeout = \"500ms\"\nretries = 0",
+        "",
+    ))
+    .await;
+
+    let started = Instant::now();
+    let (status, headers, body) = error_of(
+        proxy
+            .client_h1()
+            .get(proxy.url("/slow/3000"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, 504);
+    assert_proxy_error(
+        &headers,
+        504,
+        &body,
+        "504 Gateway Timeout\n",
+        "slow upstream",
+    );
+    assert!(
+        elapsed >= Duration::from_millis(400),
+        "504 after {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(2500),
+        "504 after {elapsed:?}"
+    );
+    assert_eq!(up.count(), 1, "a timed-out request is not retried");
+
+    // A fast request on the same upstream is fine.
+    let resp = proxy
+        .client_h1()
+        .get(proxy.url("/slow/10"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+/// A listener whose accept queue is full: further SYNs are dropped, so a connect hangs.
+async fn blackhole() -> (std::net::SocketAddr, Vec<TcpStream>) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let listener = socket.listen(0).unwrap();
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => held.push(stream),
+            _ => break,
+        }
+    }
+    // keep the listener alive (never accepting) for the whole test
+    std::mem::forget(listener);
+    (addr, held)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_to_a_blackhole_is_502() {
+    let (addr, _held) = blackhole().await;
+    let proxy = TestProxy::start(&single_route(
+        &[format!("http://{addr}")],
+        "connect_timeout = \"300ms\"\nresponse_timeout = \"10s\"\nretries = 0",
+        "",
+    ))
+    .await;
+
+    let started = Instant::now();
+    let (status, headers, body) = error_of(
+        proxy
+            .client_h1()
+            .get(proxy.url("/bh"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, 502);
+    assert_proxy_error(&headers, 502, &body, "502 Bad Gateway\n", "blackhole");
+    assert!(
+        elapsed >= Duration::from_millis(250),
+        "502 after {elapsed:?}: not a connect timeout"
+    );
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "502 after {elapsed:?}: connect_timeout ignored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_or_silence_from_the_upstream_is_502() {
+    let garbage = RawUpstream::start_with(b"garbage\r\n\r\n".to_vec(), true).await;
+    let silent = RawUpstream::start_with(Vec::new(), true).await;
+    let config = format!(
+        "{}{}\
+         [[routes]]\nname = \"g\"\npath = \"/garbage/\"\nupstream = \"garbage\"\n\n\
+         [[routes]]\nname = \"s\"\npath = \"/silent/\"\nupstream = \"silent\"\n",
+        upstream_toml("garbage", &[garbage.server()], "retries = 0"),
+        upstream_toml("silent", &[silent.server()], "retries = 0"),
+    );
+    let proxy = TestProxy::start(&config).await;
+    for path in ["/garbage/x", "/silent/x"] {
+        let (status, headers, body) =
+            error_of(proxy.client_h1().get(proxy.url(path)).send().await.unwrap()).await;
+        assert_eq!(status, 502, "{path}");
+        assert_proxy_error(&headers, 502, &body, "502 Bad Gateway\n", path);
+    }
+    assert_eq!(garbage.heads().len(), 1);
+    assert_eq!(silent.heads().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_errors_pass_through_unchanged() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::simple(&up, "").await;
+    let resp = proxy
+        .client_h1()
+        .get(proxy.url("/status/503"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.text().await.unwrap(), "status 503\n");
+    let resp = proxy
+        .client_h1()
+        .get(proxy.url("/status/404"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.text().await.unwrap(), "status 404\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_body_over_max_body_is_413_before_the_upstream_sees_anything() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::simple(&up, "[client]\nmax_body = \"2KiB\"\n").await;
+
+    for client in [proxy.client_h1(), proxy.client_h2()] {
+        let (status, headers, body) = error_of(
+            client
+                .post(proxy.url("/upload"))
+                .body(vec![b'x'; 4096])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 413);
+        assert_proxy_error(&headers, 413, &body, "413 Payload Too Large\n", "413");
+    }
+    assert_eq!(up.count(), 0, "the upstream saw an over-limit request");
+
+    // exactly at the limit is fine
+    let resp = proxy
+        .client_h1()
+        .post(proxy.url("/upload"))
+        .body(vec![b'x'; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.last().body.len(), 2048);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_body_over_max_body_is_counted_and_the_upstream_never_gets_it_whole() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::simple(&up, "[client]\nmax_body = \"2KiB\"\n").await;
+
+    let mut request =
+        b"POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    for _ in 0..4 {
+        request.extend_from_slice(b"3e8\r\n");
+        request.extend_from_slice(&[b'y'; 1000]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let raw = proxy.raw_h1(&request).await;
+    let responses = parse_responses(&raw);
+    assert_eq!(responses.len(), 1, "{:?}", String::from_utf8_lossy(&raw));
+    assert_eq!(responses[0].status, 413);
+    assert_eq!(responses[0].body_str(), "413 Payload Too Large\n");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for r in up.requests() {
+        assert!(
+            !r.body_complete,
+            "the upstream received a complete over-limit body ({} bytes)",
+            r.body.len()
+        );
+        assert!(
+            r.body.len() <= 2048,
+            "the upstream received {} bytes",
+            r.body.len()
+        );
+    }
+
+    // chunked under the limit works
+    let ok = b"POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let resp = one_response(&proxy.raw_h1(ok).await);
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.last().body, b"hello");
+    assert!(up.last().body_complete);
+}
