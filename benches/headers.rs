@@ -100,6 +100,7 @@ fn request_rewrite(c: &mut Criterion) {
     let request_id = new_request_id();
     let host = HeaderValue::from_static("www.example.com");
     let ctx = ForwardContext {
+        path_and_query: None,
         request_id: &request_id,
         peer: IpAddr::from([203, 0, 113, 7]),
         peer_trusted: false,

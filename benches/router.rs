@@ -95,6 +95,7 @@ fn lookups(c: &mut Criterion) {
         match router.lookup(host, path, &method) {
             Lookup::Found(route) => assert_eq!(route.as_str(), expected, "{name}"),
             Lookup::NotFound => assert!(name.starts_with("404"), "{name}"),
+            Lookup::AddSlash => assert!(name.starts_with("301"), "{name}"),
             Lookup::MethodNotAllowed(allow) => {
                 assert!(name.starts_with("405"), "{name}");
                 assert_eq!(allow, "POST");

@@ -88,6 +88,16 @@ impl AccessEntry {
         }
     }
 
+    /// The path the route matched and the upstream got, in place of the one sent (`/a/./b/..`
+    /// is logged `/a/`); the query, when logged, stays.
+    pub fn normalized_path(&mut self, path: &str) {
+        let query = self.path.find('?').map(|at| self.path[at..].to_owned());
+        self.path = path.to_owned();
+        if let Some(query) = query {
+            self.path.push_str(&query);
+        }
+    }
+
     /// Hands the entry to the response: the line is written once its body is done.
     pub fn respond(mut self, response: Response<ResponseBody>) -> Response<ResponseBody> {
         self.status = Some(response.status());
@@ -119,6 +129,25 @@ impl AccessEntry {
             upstream = self.upstream.as_deref().unwrap_or("-"),
         );
     }
+}
+
+/// The line of a request hyper refused before the pipeline saw it (a head it could not parse):
+/// nothing of the request is known but the client, so method, host and path are `-`.
+pub fn refused_head(request_id: &HeaderValue, client_ip: IpAddr, status: StatusCode, bytes: usize) {
+    tracing::info!(
+        target: TARGET,
+        time = %Rfc3339(SystemTime::now()),
+        request_id = request_id.to_str().unwrap_or("-"),
+        client_ip = %client_ip,
+        method = "-",
+        host = "-",
+        path = "-",
+        status = status.as_u16(),
+        bytes = bytes as u64,
+        duration = 0.0,
+        route = NO_ROUTE,
+        upstream = "-",
+    );
 }
 
 impl Drop for AccessEntry {

@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -121,8 +121,9 @@ pin_project_lite::pin_project! {
     /// nothing for `body_timeout`, yields an error, so hyper aborts the upstream request instead
     /// of finishing it: the upstream never sees a truncated body that looks complete.
     pub struct RequestBody {
-        #[pin]
-        inner: Option<Incoming>,
+        // Shared with the exchange that forwards it, which drops the client's body when it
+        // gives up (see [`AbandonBody`]). `None`: no body.
+        inner: Option<Arc<Mutex<Option<Incoming>>>>,
         seen: u64,
         limit: u64,
         stall_timeout: Duration,
@@ -136,7 +137,7 @@ pin_project_lite::pin_project! {
 impl RequestBody {
     pub fn new(inner: Incoming, limit: u64, stall_timeout: Duration) -> Self {
         RequestBody {
-            inner: Some(inner),
+            inner: Some(Arc::new(Mutex::new(Some(inner)))),
             seen: 0,
             limit,
             stall_timeout,
@@ -157,6 +158,12 @@ impl RequestBody {
         }
     }
 
+    /// What lets the exchange drop the client's body while the upstream connection still holds
+    /// this one. `None` for an empty body.
+    pub fn abandon_handle(&self) -> Option<AbandonBody> {
+        self.inner.clone().map(AbandonBody)
+    }
+
     /// Tells, once the upstream exchange has run out of time, whether the client was the one
     /// being waited for. `None` for an empty body.
     pub fn client_wait(&self) -> Option<ClientWait> {
@@ -173,12 +180,16 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
+        let Some(slot) = this.inner.as_ref() else {
             return Poll::Ready(None);
+        };
+        let mut slot = lock(slot);
+        let Some(inner) = slot.as_mut() else {
+            return Poll::Ready(Some(Err(Box::new(BodyAbandoned))));
         };
         // Between reads, like nginx's `client_body_timeout`: the time hyper spends not asking
         // (the upstream not reading) is never counted against the client.
-        let Poll::Ready(polled) = inner.poll_frame(cx) else {
+        let Poll::Ready(polled) = Pin::new(inner).poll_frame(cx) else {
             if this.stall.start() {
                 if let Some(waiting) = this.waiting.as_ref() {
                     waiting.set(true);
@@ -213,15 +224,47 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|body| body.is_end_stream())
+        self.inner
+            .as_ref()
+            .is_none_or(|slot| lock(slot).as_ref().is_none_or(Body::is_end_stream))
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), |body| body.size_hint())
+        match &self.inner {
+            None => SizeHint::with_exact(0),
+            Some(slot) => lock(slot)
+                .as_ref()
+                .map_or_else(SizeHint::default, Body::size_hint),
+        }
     }
 }
+
+/// The slot is only ever held for one poll, by one task at a time: a poisoned lock still holds
+/// a usable body.
+fn lock(slot: &Mutex<Option<Incoming>>) -> std::sync::MutexGuard<'_, Option<Incoming>> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Drops the client's request body when the exchange forwarding it ends without a response
+/// (an error, a timeout, a cancelled request). The upstream connection may still hold the
+/// [`RequestBody`] (blocked writing to a server that stopped reading); dropping the client's
+/// side tells hyper to stop reading the upload, so an error answered early closes the
+/// connection instead of taking in the rest of the body.
+#[derive(Debug)]
+pub struct AbandonBody(Arc<Mutex<Option<Incoming>>>);
+
+impl AbandonBody {
+    pub fn abandon(&self) {
+        let body = lock(&self.0).take();
+        drop(body);
+    }
+}
+
+/// The exchange gave up on the request body (see [`AbandonBody`]).
+#[derive(Debug, thiserror::Error)]
+#[error("request body abandoned")]
+pub struct BodyAbandoned;
 
 /// The client sent no body bytes for `client.body_timeout`.
 #[derive(Debug, thiserror::Error)]

@@ -290,6 +290,7 @@ pub fn headers(data: &[u8]) {
 
     let peer_trusted = !trusted.is_empty();
     let ctx = ForwardContext {
+        path_and_query: None,
         request_id: &id,
         peer,
         peer_trusted,

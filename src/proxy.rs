@@ -11,7 +11,7 @@ use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 
 use crate::access_log::AccessEntry;
-use crate::actions::{redirect_response, RedirectInput};
+use crate::actions::{self, redirect_response, RedirectInput};
 use crate::body::ResponseBody;
 use crate::client_ip::{client_ip, is_trusted};
 use crate::compress::Negotiation;
@@ -74,13 +74,24 @@ pub async fn handle(
         )
     });
 
+    let body_may_be_unread = request.version() < Version::HTTP_2 && announces_body(&request);
+
     let (result, routed) = route_and_act(request, connection, snapshot, &request_id, client).await;
     let metrics = &connection.metrics;
     let route_label = routed.route.map_or(NO_ROUTE, |route| route.name.as_str());
     let mut response = result.unwrap_or_else(|err| {
         tracing::debug!(request_id = ?request_id, error = %err, "request refused");
         count_failure(metrics, &err, route_label);
-        err.into_response()
+        let mut response = err.into_response();
+        // An error may leave the request body unread (refused before it, or cut off by a
+        // timeout): the client is told to stop sending, and hyper then stops reading it
+        // instead of taking in the rest of an upload nobody wants.
+        if body_may_be_unread {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     });
 
     // Last: security headers, on every response, replacing whatever the upstream sent.
@@ -99,6 +110,9 @@ pub async fn handle(
     match access {
         Some(mut entry) => {
             entry.routed(routed.host.as_deref(), routed.route);
+            if let Some(path) = &routed.normalized_path {
+                entry.normalized_path(path);
+            }
             entry.respond(response)
         }
         None => response,
@@ -131,6 +145,8 @@ struct Routed<'s> {
     host: Option<String>,
     /// `None` for requests refused before a route was found.
     route: Option<&'s Route>,
+    /// The normalized path, when it is not the path as sent (for the access log).
+    normalized_path: Option<String>,
 }
 
 impl<'s> Routed<'s> {
@@ -138,7 +154,15 @@ impl<'s> Routed<'s> {
         Routed {
             host: Some(host.name),
             route: None,
+            normalized_path: None,
         }
+    }
+
+    fn with_path(mut self, forms: &path::Forms<'_>) -> Self {
+        if let std::borrow::Cow::Owned(forwarded) = &forms.forwarded {
+            self.normalized_path = Some(forwarded.clone());
+        }
+        self
     }
 
     /// Responses of a route carry its own header policy, the others `[headers]`.
@@ -187,9 +211,12 @@ async fn route_and_act<'s>(
         }
     }
 
-    // 5. Route on the normalized path so encodings and dot-segments cannot dodge a route's rules.
-    let normalized = match path::normalize(request.uri().path()) {
-        Ok(normalized) => normalized,
+    // 5. Route on the normalized path so encodings and dot-segments cannot dodge a route's rules;
+    //    the upstream gets that same path (path.rs), so the app cannot resolve it otherwise.
+    // The request moves into the action; its target stays here for the two path forms.
+    let target = request.uri().clone();
+    let forms = match path::forms(target.path()) {
+        Ok(forms) => forms,
         Err(_) => {
             return (
                 Err(ProxyError::BadRequest("invalid path")),
@@ -197,32 +224,43 @@ async fn route_and_act<'s>(
             )
         }
     };
-    let route = match lookup_route(snapshot, &host.name, &normalized, &request) {
+    let normalized = forms.routed.as_ref();
+    let route = match lookup_route(snapshot, &host.name, normalized, &request) {
         Lookup::Found(route) => route,
+        // `/admin` for a route `/admin/`: the client is sent to the route, as nginx does, so
+        // an app that ignores the trailing slash never serves the route's path around its rules.
+        Lookup::AddSlash => {
+            let response = actions::add_slash_redirect(
+                request.method(),
+                &forms.forwarded,
+                request.uri().query(),
+            );
+            return (Ok(response), Routed::host(host).with_path(&forms));
+        }
         Lookup::MethodNotAllowed(allow) => {
             return (
                 Err(ProxyError::MethodNotAllowed { allow }),
-                Routed::host(host),
+                Routed::host(host).with_path(&forms),
             )
         }
-        Lookup::NotFound => return (Err(ProxyError::NotFound), Routed::host(host)),
+        Lookup::NotFound => {
+            return (
+                Err(ProxyError::NotFound),
+                Routed::host(host).with_path(&forms),
+            )
+        }
     };
     // From here on, responses carry the route's own header policy.
     let result = act(
-        request,
-        connection,
-        snapshot,
-        route,
-        &host,
-        &normalized,
-        request_id,
-        client,
+        request, connection, snapshot, route, &host, &forms, request_id, client,
     )
     .await;
     let routed = Routed {
         host: Some(host.name),
         route: Some(route),
-    };
+        normalized_path: None,
+    }
+    .with_path(&forms);
     (result, routed)
 }
 
@@ -233,10 +271,11 @@ async fn act(
     snapshot: &Snapshot,
     route: &Route,
     host: &RequestHost,
-    normalized_path: &str,
+    path: &path::Forms<'_>,
     request_id: &HeaderValue,
     client: IpAddr,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    let normalized_path = path.routed.as_ref();
     let peer = connection.peer.ip();
     let trusted = &snapshot.client.trusted_proxies;
 
@@ -282,7 +321,9 @@ async fn act(
     // 8. The route's action.
     let mut response = match &route.action {
         Action::Proxy(upstream) => {
+            let path_and_query = forward_target(route, &request, path)?;
             let ctx = ForwardContext {
+                path_and_query: path_and_query.as_deref(),
                 request_id,
                 peer,
                 peer_trusted: is_trusted(peer, trusted),
@@ -341,6 +382,34 @@ async fn act(
         decision.write_headers(response.headers_mut());
     }
     Ok(response)
+}
+
+/// The target the upstream gets, when it is not the request's own: the normalized path (and
+/// the query as sent). `%2F` and `%5C` are refused (400) on a route that forwards normalized
+/// paths: one app splits paths on them and another does not, so no single view would hold.
+fn forward_target(
+    route: &Route,
+    request: &Request<Incoming>,
+    path: &path::Forms<'_>,
+) -> Result<Option<String>, ProxyError> {
+    if route.raw_path {
+        return Ok(None);
+    }
+    let raw = request.uri().path();
+    if path::has_encoded_separator(raw) {
+        return Err(ProxyError::BadRequest(
+            "encoded slash or backslash in the path",
+        ));
+    }
+    if path.forwarded == raw {
+        return Ok(None);
+    }
+    let mut target = path.forwarded.clone().into_owned();
+    if let Some(query) = request.uri().query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    Ok(Some(target))
 }
 
 /// Request-smuggling and request-target checks (RFC 9112 §3.2, §6.3).
@@ -418,6 +487,14 @@ fn parse_length(value: &HeaderValue) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// HTTP/1: the request has a body (a length above 0, or chunked).
+fn announces_body<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || declared_length(headers).is_none_or(|len| len > 0)
+            && headers.contains_key(header::CONTENT_LENGTH)
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

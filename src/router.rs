@@ -94,6 +94,9 @@ impl<T> Entry<T> {
 #[derive(Debug)]
 pub enum Lookup<'a, T> {
     Found(&'a Arc<T>),
+    /// The path is a route's prefix without its trailing slash (`/admin` for `/admin/`), and
+    /// that route would win: redirect to the slashed path rather than serve it elsewhere.
+    AddSlash,
     /// Routes match the host and path, but none accepts the method: 405 with this `Allow`.
     MethodNotAllowed(HeaderValue),
     NotFound,
@@ -123,13 +126,31 @@ impl<T> Router<T> {
     /// `host`: lowercase, no port. `path`: normalized (see [`crate::path::normalize`]).
     pub fn lookup(&self, host: &str, path: &str, method: &Method) -> Lookup<'_, T> {
         let mut method_mismatch = false;
+        let mut add_slash = false;
         for entry in &self.entries {
-            if entry.host.matches(host) && path.starts_with(entry.prefix.as_str()) {
+            if !entry.host.matches(host) {
+                continue;
+            }
+            if path.starts_with(entry.prefix.as_str()) {
+                // A route for the slashed path came first: it wins over any shorter prefix,
+                // not over a route written for this very path.
+                if add_slash && entry.prefix.len() < path.len() {
+                    return Lookup::AddSlash;
+                }
                 if entry.accepts(method) {
                     return Lookup::Found(&entry.target);
                 }
                 method_mismatch = true;
+            } else if entry.prefix.len() == path.len() + 1
+                && entry.prefix.ends_with('/')
+                && entry.prefix.starts_with(path)
+                && entry.accepts(method)
+            {
+                add_slash = true;
             }
+        }
+        if add_slash {
+            return Lookup::AddSlash;
         }
         if method_mismatch {
             Lookup::MethodNotAllowed(self.allowed_methods(host, path))
@@ -243,6 +264,34 @@ mod tests {
             only.lookup("h", "/other", &Method::GET),
             Lookup::NotFound
         ));
+    }
+
+    #[test]
+    fn a_prefix_without_its_slash_redirects_to_the_route() {
+        let router = Router::new(vec![
+            entry("", "/admin/", None, "admin"),
+            entry("", "/login/", Some(&[Method::POST]), "login"),
+            entry("", "/", None, "app"),
+        ]);
+        assert!(matches!(
+            router.lookup("h", "/admin", &Method::GET),
+            Lookup::AddSlash
+        ));
+        assert!(matches!(
+            router.lookup("h", "/login", &Method::POST),
+            Lookup::AddSlash
+        ));
+        // the slashed path would not reach that route either
+        assert_eq!(found(&router, "h", "/login", Method::GET), "app");
+        assert_eq!(found(&router, "h", "/adminx", Method::GET), "app");
+        assert_eq!(found(&router, "h", "/admi", Method::GET), "app");
+        // a route written without the slash keeps its own path
+        let exact = Router::new(vec![
+            entry("", "/admin/", None, "admin"),
+            entry("", "/admin", None, "admin-bare"),
+            entry("", "/", None, "app"),
+        ]);
+        assert_eq!(found(&exact, "h", "/admin", Method::GET), "admin-bare");
     }
 
     #[test]

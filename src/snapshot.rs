@@ -92,6 +92,9 @@ pub struct Route {
     pub rate_limit: Option<RouteLimiter>,
     /// Compress proxied responses (`compress`, on by default for upstream routes).
     pub compress: bool,
+    /// `forward_path = "raw"`: the upstream gets the request path exactly as sent (and encoded
+    /// separators pass); otherwise the normalized path the route matched.
+    pub raw_path: bool,
 }
 
 #[derive(Debug)]

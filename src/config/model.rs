@@ -387,6 +387,9 @@ pub struct Route {
     pub compress: Option<Spanned<bool>>,
     /// Overrides `client.max_body` for this route.
     pub max_body: Option<ByteSize>,
+    /// `"normalized"` (default): the upstream gets the path the route matched (dot segments
+    /// resolved, `//` merged, encoded separators refused); `"raw"`: the bytes as sent.
+    pub forward_path: Option<Spanned<String>>,
 }
 
 /// A route's `static`: files served from `root`.

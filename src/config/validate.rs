@@ -808,6 +808,7 @@ fn routes(
             .as_ref()
             .and_then(|cors| route_cors(v, cors, span.clone(), &prefix));
         let compress = route_compress(v, route, &prefix);
+        let raw_path = route_forward_path(v, route, &prefix);
 
         let action = route_action(v, route, span.clone(), &prefix, upstreams);
 
@@ -845,6 +846,7 @@ fn routes(
             cors,
             rate_limit,
             compress,
+            raw_path,
         });
         for host in hosts {
             entries.push(Entry {
@@ -895,6 +897,31 @@ fn route_compress(v: &mut Validator<'_>, route: &model::Route, prefix: &str) -> 
             false
         }
         Some(compress) => *compress.get_ref(),
+    }
+}
+
+/// `forward_path`: `"normalized"` (the default) or `"raw"`, on upstream routes only (the other
+/// actions never forward a path).
+fn route_forward_path(v: &mut Validator<'_>, route: &model::Route, prefix: &str) -> bool {
+    let Some(mode) = &route.forward_path else {
+        return false;
+    };
+    let key = format!("{prefix}.forward_path");
+    if route.upstream.is_none() {
+        v.at(mode, &key, "only an upstream route forwards a path");
+        return false;
+    }
+    match mode.get_ref().as_str() {
+        "normalized" => false,
+        "raw" => true,
+        other => {
+            v.at(
+                mode,
+                &key,
+                format!("`{other}` is not a mode: \"normalized\" (the default) or \"raw\""),
+            );
+            false
+        }
     }
 }
 

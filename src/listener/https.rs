@@ -12,7 +12,9 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::listener::framing::{Framing, FramingWatch};
-use crate::listener::io::{Deadlines, IdleIo, InFlight, ParseErrorHeads};
+use crate::listener::io::{
+    Deadlines, IdleIo, InFlight, ParseErrorHeads, RefusedHeads, ResponseGate,
+};
 use crate::listener::limit::ConnectionLimiter;
 use crate::listener::resets::PrematureResets;
 use crate::listener::stalled_streams::{StreamExecutor, WatchedBody};
@@ -143,16 +145,29 @@ pub async fn run(
             let service_shared = shared.clone();
             let resets = PrematureResets::new();
             let service_resets = resets.clone();
+            // HTTP/1: which written bytes are a response of the service (listener/io.rs).
+            let gate = (!h2).then(|| Arc::new(ResponseGate::default()));
+            let service_gate = gate.clone();
+            let metrics = connection.metrics.clone();
             let service = service_fn(move |request| {
                 // Only HTTP/2 has streams a client can reset.
                 let watch = h2.then(|| service_resets.begin());
+                let end = service_gate.as_ref().map(|gate| gate.response_begins());
+                let gate = service_gate.clone();
                 let response = proxy::serve(request, connection.clone(), service_shared.clone());
                 async move {
                     let response = response.await;
                     if let Some(watch) = watch {
                         watch.answered();
                     }
-                    response.map(|response| response.map(|body| WatchedBody::new(body, h2)))
+                    if let (Some(gate), Ok(response)) = (&gate, &response) {
+                        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                            gate.upgraded();
+                        }
+                    }
+                    response.map(|response| {
+                        response.map(|body| WatchedBody::new(body, h2).with_end(end))
+                    })
                 }
             });
             let result = if h2 {
@@ -171,7 +186,13 @@ pub async fn run(
                 // hyper reads every byte through the framing tracker (listener/framing.rs).
                 let framing = framing.unwrap_or_default();
                 let io = FramingWatch::new(io, framing, h1_buffer_size(&limits));
-                let io = TokioIo::new(ParseErrorHeads::new(io, shared));
+                let refused = RefusedHeads {
+                    shared,
+                    metrics,
+                    peer: peer.ip(),
+                    gate: gate.unwrap_or_default(),
+                };
+                let io = TokioIo::new(ParseErrorHeads::new(io, refused));
                 let conn = builder.serve_connection_with_upgrades(io, service);
                 watcher.watch(conn.into_owned()).await
             };

@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -220,26 +220,91 @@ impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
     }
 }
 
+/// HTTP/1: whether the bytes written now can belong to a response of the service.
+///
+/// hyper writes its own bare error head (a `400` for a head it cannot parse) only for a request
+/// the service never saw, and only while no response of the service is being written. So a
+/// write may be taken for hyper's error head only while this gate is closed: from the service
+/// call until the flush that follows the end of its response body, everything written is the
+/// service's response (an app's body may hold any bytes, hyper's error head among them), and
+/// after a `101` everything is a tunnel's.
+#[derive(Debug, Default)]
+pub struct ResponseGate {
+    /// A response of the service is on its way out.
+    open: AtomicBool,
+    /// Its body has ended (or was dropped): the next completed flush has written all of it.
+    body_done: AtomicBool,
+    /// The connection was upgraded: its bytes are a tunnel's for good.
+    tunnel: AtomicBool,
+}
+
+impl ResponseGate {
+    /// The service was called: its response, when it comes, owns the written bytes. The
+    /// returned guard goes with the response body; dropping it marks the body's end.
+    pub fn response_begins(self: &Arc<Self>) -> ResponseEnd {
+        self.body_done.store(false, Ordering::Relaxed);
+        self.open.store(true, Ordering::Release);
+        ResponseEnd(self.clone())
+    }
+
+    /// A `101` went out: nothing written on this connection is hyper's error head any more.
+    pub fn upgraded(&self) {
+        self.tunnel.store(true, Ordering::Release);
+    }
+
+    /// hyper flushes only once its whole write buffer is out: after the body's end, the
+    /// response is then complete on the wire.
+    fn flushed(&self) {
+        if self.body_done.swap(false, Ordering::AcqRel) {
+            self.open.store(false, Ordering::Release);
+        }
+    }
+
+    fn may_be_hyper_error(&self) -> bool {
+        !self.open.load(Ordering::Acquire) && !self.tunnel.load(Ordering::Acquire)
+    }
+}
+
+/// Held by a response body (HTTP/1): dropped when hyper is done with the body.
+#[derive(Debug)]
+pub struct ResponseEnd(Arc<ResponseGate>);
+
+impl Drop for ResponseEnd {
+    fn drop(&mut self) {
+        self.0.body_done.store(true, Ordering::Release);
+    }
+}
+
+/// What the proxy's own answer to a refused head needs besides the bytes.
+pub struct RefusedHeads {
+    pub shared: crate::Shared,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub peer: std::net::IpAddr,
+    pub gate: Arc<ResponseGate>,
+}
+
 pin_project_lite::pin_project! {
     /// HTTP/1 only. hyper answers a request it cannot parse (invalid bytes, conflicting
     /// Content-Length, a head larger than its buffer) itself, before our pipeline runs, with a
     /// bare `HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: …`.
-    /// This rewrites exactly that shape into the proxy's own error response, with the security
-    /// headers and a request id, so no response of the https listener goes out without them.
+    /// This rewrites exactly that shape, written while no response of the service is open
+    /// ([`ResponseGate`]), into the proxy's own error response, with the security headers and
+    /// a request id, and logs and counts it as a request of route `-`. hyper is told its
+    /// bytes were written, as they were in substance: its bookkeeping stays its own.
     pub struct ParseErrorHeads<T> {
         #[pin]
         inner: T,
-        shared: crate::Shared,
+        refused: RefusedHeads,
         // (rewritten bytes, how many are written, length of the buffer hyper gave us)
         pending: Option<(Vec<u8>, usize, usize)>,
     }
 }
 
 impl<T> ParseErrorHeads<T> {
-    pub fn new(inner: T, shared: crate::Shared) -> Self {
+    pub fn new(inner: T, refused: RefusedHeads) -> Self {
         ParseErrorHeads {
             inner,
-            shared,
+            refused,
             pending: None,
         }
     }
@@ -260,7 +325,7 @@ fn hyper_error_head(buf: &[u8]) -> Option<&[u8]> {
     (rest.starts_with(TAIL) && rest.len() == TAIL.len() + 29 + 4).then_some(&buf[..line_end])
 }
 
-fn rewrite_error_head(status_line: &[u8], original: &[u8], shared: &crate::Shared) -> Vec<u8> {
+fn rewrite_error_head(status_line: &[u8], original: &[u8], refused: &RefusedHeads) -> Vec<u8> {
     let status = std::str::from_utf8(status_line)
         .ok()
         .and_then(|line| line.get(9..12))
@@ -276,21 +341,31 @@ fn rewrite_error_head(status_line: &[u8], original: &[u8], shared: &crate::Share
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(status_line);
     out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\n");
-    let snapshot = shared.load();
+    let snapshot = refused.shared.load();
     for (name, value) in snapshot.default_headers.sets() {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    let request_id = crate::proxy::new_request_id();
     out.extend_from_slice(b"x-request-id: ");
-    out.extend_from_slice(crate::proxy::new_request_id().as_bytes());
+    out.extend_from_slice(request_id.as_bytes());
     out.extend_from_slice(b"\r\nconnection: close\r\ncontent-length: ");
     out.extend_from_slice(body.len().to_string().as_bytes());
     out.extend_from_slice(b"\r\ndate: ");
     out.extend_from_slice(&original[date_start..date_start + 29]);
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body.as_bytes());
+    // DESIGN §4: one line and one count per request, this one included (route `-`).
+    refused
+        .metrics
+        .requests
+        .with_label_values(&[crate::metrics::NO_ROUTE, "OTHER", status.as_str()])
+        .inc();
+    if snapshot.log.access {
+        crate::access_log::refused_head(&request_id, refused.peer, status, body.len());
+    }
     out
 }
 
@@ -311,10 +386,10 @@ impl<T: AsyncWrite> AsyncWrite for ParseErrorHeads<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let mut this = self.project();
-        if this.pending.is_none() {
+        if this.pending.is_none() && this.refused.gate.may_be_hyper_error() {
             if let Some(status_line) = hyper_error_head(buf) {
                 *this.pending = Some((
-                    rewrite_error_head(status_line, buf, this.shared),
+                    rewrite_error_head(status_line, buf, this.refused),
                     0,
                     buf.len(),
                 ));
@@ -342,7 +417,12 @@ impl<T: AsyncWrite> AsyncWrite for ParseErrorHeads<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        let polled = this.inner.poll_flush(cx);
+        if let Poll::Ready(Ok(())) = polled {
+            this.refused.gate.flushed();
+        }
+        polled
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -116,6 +116,9 @@ pin_project_lite::pin_project! {
         h2: bool,
         // What is left of a chunk being handed over in pieces.
         rest: Option<Bytes>,
+        // HTTP/1: dropped with the body, it tells the connection's error-head rewriter that
+        // the response is complete (listener/io.rs `ResponseGate`).
+        end: Option<crate::listener::io::ResponseEnd>,
     }
 }
 
@@ -125,7 +128,14 @@ impl WatchedBody {
             inner,
             h2,
             rest: None,
+            end: None,
         }
+    }
+
+    /// HTTP/1: `end` is dropped with this body.
+    pub fn with_end(mut self, end: Option<crate::listener::io::ResponseEnd>) -> Self {
+        self.end = end;
+        self
     }
 }
 

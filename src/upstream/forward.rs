@@ -10,7 +10,7 @@ use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::TokioIo;
 
 use crate::body::{
-    caused_by, BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody,
+    caused_by, AbandonBody, BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody,
 };
 use crate::errors::ProxyError;
 use crate::upstream::health::InFlightRequest;
@@ -97,6 +97,8 @@ pub fn is_websocket_upgrade(version: Version, headers: &HeaderMap) -> bool {
 
 /// Who is asking, as the forwarding headers will tell the upstream.
 pub struct ForwardContext<'a> {
+    /// The path and query to send, when not the request's own (the normalized path).
+    pub path_and_query: Option<&'a str>,
     pub request_id: &'a HeaderValue,
     pub peer: IpAddr,
     /// The peer is in `trusted_proxies`: its X-Forwarded-For and Forwarded are kept.
@@ -156,6 +158,40 @@ fn ip_header_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_bytes(&buffer[..len]).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
+/// HTTP/2 clients may send `cookie` as one field per crumb (RFC 9113 §8.2.3, and Chromium's
+/// encoder does): before forwarding over HTTP/1.1 they are joined into one field with "; ".
+/// Repeated fields would reach the app joined with "," (WSGI's `HTTP_COOKIE`), which cookie
+/// parsers such as Django's read as one cookie, losing the session and CSRF cookies.
+fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    let mut crumbs = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (crumbs.next(), crumbs.next()) else {
+        return;
+    };
+    let mut joined = Vec::with_capacity(first.len() * 4);
+    for crumb in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    // Joined valid values with "; " make a valid value.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
+/// Drops the client's request body when dropped (see [`AbandonBody`]); forgotten once the
+/// upstream has answered (emptied).
+struct AbandonOnExit(Option<AbandonBody>);
+
+impl Drop for AbandonOnExit {
+    fn drop(&mut self) {
+        if let Some(body) = &self.0 {
+            body.abandon();
+        }
+    }
+}
+
 fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
@@ -181,6 +217,7 @@ pub async fn forward(
     };
     strip_hop_by_hop(&mut headers);
     strip_underscored(&mut headers);
+    join_cookie_crumbs(&mut headers);
     // We answer `Expect: 100-continue` ourselves (hyper does when the body is first read).
     headers.remove(header::EXPECT);
     set_forwarding_headers(&mut headers, ctx);
@@ -201,7 +238,8 @@ pub async fn forward(
             HeaderValue::from_static("chunked"),
         );
     }
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let own_target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let path_and_query = ctx.path_and_query.unwrap_or(own_target);
 
     // What may be sent twice: a bodiless idempotent request (RFC 9110 §9.2.2).
     let resendable = !has_body && is_idempotent(&parts.method);
@@ -219,6 +257,9 @@ pub async fn forward(
         RequestBody::empty()
     };
     let client_wait = body.client_wait();
+    // Unless a response head comes back, the client's body is dropped on the way out, however
+    // this function is left (error, timeout, cancelled): hyper then stops reading the upload.
+    let mut abandon = AbandonOnExit(body.abandon_handle());
     let mut body = Some(body);
     let mut headers = Some(headers);
 
@@ -320,6 +361,8 @@ pub async fn forward(
             }
         }
     };
+    // A response: the body streams on (an app may answer before it has read it all).
+    abandon.0 = None;
     let server_label = &pick.server.label;
     let in_flight = pick.in_flight;
 
@@ -492,6 +535,7 @@ mod tests {
         let id = HeaderValue::from_static("abc");
         let host = HeaderValue::from_static("example.com");
         let ctx = ForwardContext {
+            path_and_query: None,
             request_id: &id,
             peer: "10.0.0.1".parse().unwrap(),
             peer_trusted: false,
@@ -509,6 +553,7 @@ mod tests {
         headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
         headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
         let ctx = ForwardContext {
+            path_and_query: None,
             peer_trusted: true,
             client_ip: "2.2.2.2".parse().unwrap(),
             ..ctx

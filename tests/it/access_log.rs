@@ -448,3 +448,62 @@ fn log_level_must_be_a_level_or_a_filter() {
         assert!(errors.contains("log.level"), "{bad:?}: {errors}");
     }
 }
+
+/// A head hyper refuses before the pipeline runs still gets one line (method, host and path
+/// `-`, route `-`) and a count in `rampart_requests_total`; a path with dot segments is logged
+/// as the normalized path the route matched and the upstream received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_heads_and_normalized_paths_are_logged() {
+    use tokio::io::AsyncWriteExt;
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (https, admin) = (free_addr().await, free_addr().await);
+    let config = write_config(
+        dir.path(),
+        &up.server(),
+        &format!("https = \"{https}\"\nadmin = \"{admin}\""),
+        "level = \"warn\"",
+    );
+    let running = start(dir.path(), None).await;
+    wait_healthy(dir.path(), &config).await;
+
+    let mut tls = tls_connect(https, Some("localhost"), &[b"http/1.1"], None)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /api/x HTTP/1.1\r\nHost: localhost\r\nBad Name: x\r\n\r\n")
+        .await
+        .unwrap();
+    let refused = one_response(&read_until_close(&mut tls, Duration::from_secs(3)).await);
+    assert_eq!(refused.status, 400);
+    let refused_id = refused.header("x-request-id").unwrap().to_string();
+
+    let r = client(dir.path(), https)
+        .get(format!("https://localhost:{}/api/a/./b/../c", https.port()))
+        .header("x-request-id", "normalized-path")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.last().uri, "/api/a/c");
+
+    let lines = access_lines(&running, 2).await;
+    let entries = parse_lines(&lines);
+    let line = by_request_id(&entries, &refused_id);
+    assert_eq!(line["status"], 400, "{line:?}");
+    assert_eq!(line["route"], "-");
+    assert_eq!(line["method"], "-");
+    assert_eq!(line["path"], "-");
+    let normalized = by_request_id(&entries, "normalized-path");
+    assert_eq!(normalized["path"], "/api/a/c");
+
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("rampart_requests_total{method=\"OTHER\",route=\"-\",status=\"400\"} 1"),
+        "{metrics}"
+    );
+}

@@ -14,6 +14,7 @@ mod attack_catalogue;
 mod attack_h2;
 mod attack_header_injection;
 mod attack_path_escape;
+mod attack_response_splitting;
 mod attack_slow_clients;
 mod attack_sni_host;
 mod attack_static_escape;

@@ -265,3 +265,116 @@ async fn chunked_body_over_max_body_is_counted_and_the_upstream_never_gets_it_wh
     assert_eq!(up.last().body, b"hello");
     assert!(up.last().body_complete);
 }
+
+/// Sends a POST announcing a 40 MiB body and keeps sending it while reading the answer: returns
+/// the response and whether the connection was closed (EOF or reset) within `close_within`
+/// after it, while the client was still sending.
+async fn upload_refused_midway(
+    proxy: &TestProxy,
+    head_extra: &str,
+    path: &str,
+    close_within: Duration,
+) -> (RawResponse, bool, u64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = proxy.tls().await;
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n{head_extra}\r\n",
+        40u64 << 20
+    );
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let sender = tokio::spawn(async move {
+        let chunk = vec![b'x'; 16 * 1024];
+        for _ in 0..4096 {
+            if writer.write_all(&chunk).await.is_err() {
+                return;
+            }
+            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+    });
+    let (response, _) = read_one_response(&mut reader, Duration::from_secs(10))
+        .await
+        .expect("an error response");
+    let mut rest = [0u8; 4096];
+    let closed = tokio::time::timeout(close_within, async {
+        loop {
+            match reader.read(&mut rest).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok();
+    sender.abort();
+    (response, closed, sent.load(Ordering::Relaxed))
+}
+
+/// An error sent while the request body is still coming (504 from a silent upstream, 431 from
+/// an oversized head) says `Connection: close`, and the proxy closes instead of reading the
+/// rest of the upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_before_the_body_is_read_close_the_connection() {
+    // Accepts and never reads: the upload backs up, and the answer is a 504.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let _silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let proxy = TestProxy::start(&single_route(
+        &[format!("http://{silent_addr}")],
+        "response_timeout = \"500ms\"\nretries = 0",
+        "[client]\nmax_header_bytes = \"1KiB\"\n",
+    ))
+    .await;
+
+    let (response, closed, sent) =
+        upload_refused_midway(&proxy, "", "/slow/5000", Duration::from_secs(3)).await;
+    assert_eq!(response.status, 504);
+    assert_eq!(response.header("connection"), Some("close"), "504");
+    assert!(
+        closed,
+        "504: the connection stayed open ({sent} body bytes sent)"
+    );
+
+    let big = format!("X-Big: {}\r\n", "b".repeat(2000));
+    let (response, closed, sent) =
+        upload_refused_midway(&proxy, &big, "/echo", Duration::from_secs(3)).await;
+    assert_eq!(response.status, 431);
+    assert_eq!(response.header("connection"), Some("close"), "431");
+    assert!(
+        closed,
+        "431: the connection stayed open ({sent} body bytes sent)"
+    );
+
+    // Errors of requests without a body keep the connection.
+    let mut stream = proxy.tls().await;
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        format!("GET /x HTTP/1.1\r\nHost: localhost\r\n{big}\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (response, _) = read_one_response(&mut stream, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 431);
+    assert_eq!(response.header("connection"), None);
+    // … and the connection serves the next request.
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        format!("GET /y HTTP/1.1\r\nHost: localhost\r\n{big}\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (response, _) = read_one_response(&mut stream, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 431);
+}
