@@ -23,6 +23,10 @@ use crate::reload::Reloader;
 /// sequence or a ConfigMap's swap is one reload, not three.
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
+/// The longest a change waits for quiet: a directory that never stays quiet (a log file
+/// written beside the config, say) must not hold a change back.
+const DEBOUNCE_CEILING: Duration = Duration::from_millis(750);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Trigger {
     /// Something changed in a watched directory.
@@ -44,11 +48,17 @@ impl ConfigWatch {
     pub fn spawn(config_path: PathBuf, reloader: Reloader, watch_files: bool) -> ConfigWatch {
         // Capacity 1 coalesces bursts: one pending trigger is as good as a hundred.
         let (trigger, events) = mpsc::channel(1);
+        let files = watched_files(&config_path, &reloader);
+        let names = Names::default();
+        names.set(&files);
         let mut watcher = if watch_files {
             let sender = trigger.clone();
+            let relevant = names.clone();
             let watcher = notify::recommended_watcher(
                 move |event: notify::Result<notify::Event>| match event {
                     Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
+                    // Neighbours (a log written beside the config) neither wake nor delay us.
+                    Ok(event) if !relevant.concerns(&event.paths) => {}
                     Ok(_) => {
                         let _ = sender.try_send(Trigger::Changed);
                     }
@@ -67,7 +77,6 @@ impl ConfigWatch {
         };
         // The watches and the first fingerprint are taken before `spawn` returns: a change made
         // right after it (a test, or a deploy racing the start) is then always seen.
-        let files = watched_files(&config_path, &reloader);
         let mut watched = BTreeSet::new();
         if let Some(watcher) = watcher.as_mut() {
             update_watches(watcher, &mut watched, &files);
@@ -75,6 +84,7 @@ impl ConfigWatch {
         let last = fingerprint(&files);
         let state = State {
             files,
+            names,
             watched,
             last,
         };
@@ -98,6 +108,8 @@ impl Drop for ConfigWatch {
 struct State {
     /// The config file and the certificates and keys it names.
     files: Vec<PathBuf>,
+    /// Their file names, which the watcher's events are filtered by.
+    names: Names,
     /// The directories being watched.
     watched: BTreeSet<PathBuf>,
     /// The fingerprint of `files` at the last reload (or at the start).
@@ -113,18 +125,21 @@ async fn run(
 ) {
     let State {
         mut files,
+        names,
         mut watched,
         mut last,
     } = state;
 
     while let Some(first) = events.recv().await {
         let mut forced = first == Trigger::Signal;
-        // Debounce: wait until events stop for DEBOUNCE.
+        // Debounce: wait until events stop for DEBOUNCE, or DEBOUNCE_CEILING has passed.
+        let ceiling = tokio::time::Instant::now() + DEBOUNCE_CEILING;
         loop {
-            match tokio::time::timeout(DEBOUNCE, events.recv()).await {
+            let quiet = (tokio::time::Instant::now() + DEBOUNCE).min(ceiling);
+            match tokio::time::timeout_at(quiet, events.recv()).await {
                 Ok(Some(trigger)) => forced |= trigger == Trigger::Signal,
                 Ok(None) => return,
-                Err(_quiet) => break,
+                Err(_quiet_or_ceiling) => break,
             }
         }
         let current = read_fingerprint(&files).await;
@@ -151,10 +166,57 @@ async fn run(
                 update_watches(watcher, &mut watched, &next);
             }
             if next != files {
+                names.set(&next);
                 files = next;
                 last = read_fingerprint(&files).await;
             }
         }
+    }
+}
+
+/// The names an event must touch to matter: every component of each watched file's path and
+/// of its symlink target's (a certificate at `live/site.crt` changes when the `live` link is
+/// swapped, as certbot and Kubernetes Secrets do). Events for other names are dropped in the watcher's thread, except names that
+/// start with `..` (Kubernetes swaps a ConfigMap by renaming its `..data` link) and events
+/// without a path. Shared with that thread, which has no other way to learn new certificates.
+#[derive(Debug, Clone, Default)]
+struct Names(std::sync::Arc<std::sync::RwLock<BTreeSet<std::ffi::OsString>>>);
+
+impl Names {
+    fn set(&self, files: &[PathBuf]) {
+        let mut names = BTreeSet::new();
+        for file in files {
+            let target = std::fs::canonicalize(file).ok();
+            for path in [Some(file.as_path()), target.as_deref()]
+                .into_iter()
+                .flatten()
+            {
+                for component in path.components() {
+                    if let std::path::Component::Normal(name) = component {
+                        names.insert(name.to_os_string());
+                    }
+                }
+            }
+        }
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = names;
+    }
+
+    fn concerns(&self, paths: &[PathBuf]) -> bool {
+        if paths.is_empty() {
+            return true;
+        }
+        let names = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        paths.iter().any(|path| {
+            path.file_name().is_none_or(|name| {
+                names.contains(name) || name.as_encoded_bytes().starts_with(b"..")
+            })
+        })
     }
 }
 
@@ -235,6 +297,27 @@ fn fingerprint(files: &[PathBuf]) -> Vec<Option<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_are_filtered_by_the_watched_names() {
+        let names = Names::default();
+        names.set(&[
+            PathBuf::from("cfg/rampart.toml"),
+            PathBuf::from("certs/live/a.pem"),
+        ]);
+        let p = |s: &str| vec![PathBuf::from(s)];
+        assert!(names.concerns(&p("cfg/rampart.toml")));
+        assert!(names.concerns(&p("/abs/certs/live/a.pem")));
+        assert!(names.concerns(&p("/abs/certs/live")));
+        assert!(names.concerns(&p("cfg/..data")));
+        assert!(names.concerns(&[]));
+        assert!(!names.concerns(&p("cfg/rampart.log")));
+        assert!(!names.concerns(&p("cfg/.rampart.toml.swp")));
+        assert!(names.concerns(&[
+            PathBuf::from("cfg/x.tmp"),
+            PathBuf::from("cfg/rampart.toml")
+        ]));
+    }
 
     #[test]
     fn watches_the_directory_of_a_file_and_of_its_symlink_target() {

@@ -41,9 +41,28 @@ def seen(environ):
     }
 
 
+def django_parse_cookie(cookie):
+    """Django's django.http.cookie.parse_cookie, to the letter (without unquoting): "; " and ";"
+    separate cookies, a "," does not."""
+    cookiedict = {}
+    for chunk in cookie.split(";"):
+        if "=" in chunk:
+            key, val = chunk.split("=", 1)
+        else:
+            key, val = "", chunk
+        key, val = key.strip(), val.strip()
+        if key or val:
+            cookiedict[key] = val
+    return cookiedict
+
+
 def application(environ, start_response):
     method = environ["REQUEST_METHOD"]
     path = environ.get("PATH_INFO", "")
+    if path == "/cookies/":
+        raw = environ.get("HTTP_COOKIE", "")
+        answer = {"raw": raw, "parsed": django_parse_cookie(raw)}
+        return respond(start_response, "200 OK", "application/json", json.dumps(answer))
     if path == "/healthz/":
         return respond(start_response, "200 OK", "text/plain", "ok")
     if path == "/api/auth/login/" and method == "POST":

@@ -889,3 +889,56 @@ async fn fastapi_example_with_uvicorn_on_tcp() {
         1.0
     );
 }
+
+/// HTTP/2 clients may send `cookie` as one field per crumb (RFC 9113 §8.2.3; Chromium does).
+/// Gunicorn joins repeated fields with ",", which Django's cookie parser reads as one cookie:
+/// the proxy joins them with "; " before forwarding over HTTP/1.1, as nginx does. hyper's
+/// HTTP/2 client sends each appended `cookie` value as a field of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn cookie_crumbs_of_http2_reach_gunicorn_as_one_cookie_header() {
+    require_python_deps();
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("gunicorn.sock");
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "gunicorn", "--bind"])
+        .arg(format!("unix:{}", socket.display()))
+        .args([
+            "--workers",
+            "1",
+            "--chdir",
+            E2E_APPS,
+            "wsgi_app:application",
+        ]);
+    let mut gunicorn = AppServer::spawn("gunicorn", cmd);
+    gunicorn
+        .wait_for_line("Booting worker", Duration::from_secs(20))
+        .await;
+    let config = format!(
+        "[upstreams.app]\nservers = [\"unix:{}\"]\n\n[[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"app\"\n",
+        socket.display()
+    );
+    let proxy = TestProxy::start(&config).await;
+    for (client, version) in [
+        (proxy.client_h2(), Version::HTTP_2),
+        (proxy.client_h1(), Version::HTTP_11),
+    ] {
+        let resp = client
+            .get(proxy.url("/cookies/"))
+            .header("cookie", "theme=dark")
+            .header("cookie", "sessionid=s3ss10n")
+            .header("cookie", "csrftoken=t0k3n")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{version:?}");
+        assert_eq!(resp.version(), version);
+        let answer: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        assert_eq!(
+            answer["raw"], "theme=dark; sessionid=s3ss10n; csrftoken=t0k3n",
+            "{version:?}"
+        );
+        assert_eq!(answer["parsed"]["sessionid"], "s3ss10n", "{version:?}");
+        assert_eq!(answer["parsed"]["csrftoken"], "t0k3n", "{version:?}");
+        assert_eq!(answer["parsed"]["theme"], "dark", "{version:?}");
+    }
+}

@@ -372,3 +372,113 @@ async fn a_vanished_certificate_is_refused_not_regenerated() {
         .unwrap();
     assert_eq!(resp.text().await.unwrap(), "v0");
 }
+
+/// The real binary with its output written to a file beside its config (as many run it), under
+/// steady traffic: every request writes that file, and a CSP changed in the config must still
+/// be served within 2 s (events of neighbours never hold a change back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_edit_is_live_within_2s_while_a_log_beside_it_is_written() {
+    use common::binary::rampart;
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (https, admin) = (free_addr().await, free_addr().await);
+    let config = |csp: &str| {
+        format!(
+            "[listen]\nhttps = \"{https}\"\nadmin = \"{admin}\"\n\n\
+             [tls]\ncert = \"certs/dev.crt\"\nkey = \"certs/dev.key\"\nself_signed_if_missing = true\n\n\
+             [headers]\ncontent_security_policy = \"{csp}\"\n\n\
+             [upstreams.app]\nservers = [\"{}\"]\n\n\
+             [[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"app\"\n",
+            up.server()
+        )
+    };
+    let path = dir.path().join("rampart.toml");
+    std::fs::write(&path, config("default-src 'self'")).unwrap();
+    let log = std::fs::File::create(dir.path().join("rampart.log")).unwrap();
+    let err = log.try_clone().unwrap();
+    let mut cmd = rampart(dir.path());
+    cmd.args(["run", "-c", "rampart.toml"])
+        .stdout(log)
+        .stderr(err);
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _proxy = Kill(cmd.spawn().unwrap());
+
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .no_proxy()
+        .resolve("localhost", https)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}/", https.port());
+    let csp = |client: reqwest::Client, url: String| async move {
+        let resp = client.get(url).send().await.ok()?;
+        Some(
+            resp.headers()
+                .get("content-security-policy")?
+                .to_str()
+                .ok()?
+                .to_string(),
+        )
+    };
+    assert!(
+        eventually_async(Duration::from_secs(20), || csp(client.clone(), url.clone())).await
+            == Some("default-src 'self'".to_string()),
+        "rampart did not start: {}",
+        std::fs::read_to_string(dir.path().join("rampart.log")).unwrap_or_default()
+    );
+
+    // Steady traffic: a request (and an access-log line in rampart.log) every 200 ms.
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = client.get(&url).send().await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    std::fs::write(&path, config("default-src 'none'")).unwrap();
+    let edited = Instant::now();
+    let mut live = None;
+    while edited.elapsed() < Duration::from_secs(6) {
+        if csp(client.clone(), url.clone()).await.as_deref() == Some("default-src 'none'") {
+            live = Some(edited.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = traffic.await;
+    let live = live.expect("the edited CSP was not served within 6 s");
+    assert!(
+        live < Duration::from_secs(2),
+        "the edit was live after {live:?}"
+    );
+}
+
+/// Polls `probe` every 100 ms until it gives `Some` or `limit` passes.
+async fn eventually_async<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
