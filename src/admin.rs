@@ -79,31 +79,48 @@ fn answer<B>(
         "/metrics" => text(StatusCode::OK, METRICS_CONTENT_TYPE, metrics.render()),
         // Answering at all is the proof of life: the runtime schedules and the listener accepts.
         "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
-        _ => readiness(snapshot),
+        _ => readiness(snapshot, metrics),
     }
 }
 
 /// Ready when every upstream of the running config has a server that may be sent requests. The
 /// body names the upstreams that have none (config names only; the admin port is private).
-fn readiness(snapshot: &Snapshot) -> Response<ResponseBody> {
+/// A listen address changed in the config but not yet bound (a restart applies it) is named on
+/// a line of its own; it does not make the proxy unready, since the bound one still serves.
+fn readiness(snapshot: &Snapshot, metrics: &Metrics) -> Response<ResponseBody> {
     let unready: Vec<&str> = snapshot
         .upstreams
         .iter()
         .filter(|upstream| !upstream.has_healthy_server())
         .map(|upstream| upstream.name.as_str())
         .collect();
-    if unready.is_empty() {
-        return text(
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            "ready\n".into(),
-        );
+    let restart: Vec<&str> = crate::metrics::LISTEN_KEYS
+        .into_iter()
+        .filter(|key| {
+            metrics
+                .listen_restart_required
+                .with_label_values(&[key])
+                .get()
+                != 0
+        })
+        .collect();
+    let mut body = if unready.is_empty() {
+        "ready\n".to_string()
+    } else {
+        format!("not ready: no healthy server in {}\n", unready.join(", "))
+    };
+    if !restart.is_empty() {
+        body.push_str(&format!(
+            "restart required to apply: {}\n",
+            restart.join(", ")
+        ));
     }
-    text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "text/plain; charset=utf-8",
-        format!("not ready: no healthy server in {}\n", unready.join(", ")),
-    )
+    let status = if unready.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    text(status, "text/plain; charset=utf-8", body)
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<ResponseBody> {

@@ -84,6 +84,7 @@ impl Server {
             .zip(snapshot.listen.admin)
             .map(|(l, configured)| local_addr(l, configured));
 
+        let bound = Arc::new(snapshot.listen.clone());
         let shared: Shared = Arc::new(ArcSwap::from_pointee(snapshot));
         // Metrics outlive reloads: they belong to the server, not to a snapshot.
         let metrics = Arc::new(Metrics::new());
@@ -115,7 +116,7 @@ impl Server {
                 shutdown_rx,
             )));
         }
-        let reloader = Reloader::new(shared.clone(), metrics.clone());
+        let reloader = Reloader::new(shared.clone(), metrics.clone(), bound.clone());
         reloader.record_certificates(&shared.load());
         metrics.config_last_reload_success.set(reload::unix_now());
         tracing::info!(https = %https_addr, http = ?http_addr, admin = ?admin_addr, "rampart is serving");
@@ -125,6 +126,7 @@ impl Server {
             admin_addr,
             shared,
             metrics,
+            bound,
             shutdown_tx,
             tasks,
         })
@@ -148,6 +150,8 @@ pub struct ServerHandle {
     admin_addr: Option<SocketAddr>,
     shared: Shared,
     metrics: Arc<Metrics>,
+    /// The listen addresses the sockets were bound for.
+    bound: Arc<snapshot::Listen>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -184,7 +188,11 @@ impl ServerHandle {
 
     /// What the config watcher and SIGHUP use to reload this server.
     pub fn reloader(&self) -> Reloader {
-        Reloader::new(self.shared.clone(), self.metrics.clone())
+        Reloader::new(
+            self.shared.clone(),
+            self.metrics.clone(),
+            self.bound.clone(),
+        )
     }
 
     /// Stops accepting, lets in-flight requests finish within `listen.shutdown_grace`, returns.

@@ -47,7 +47,13 @@ pub struct Metrics {
     pub certificate_expiry: IntGaugeVec,
     /// `rampart_upstream_server_healthy{upstream, server}`: 1 healthy, 0 ejected.
     pub upstream_server_healthy: IntGaugeVec,
+    /// `rampart_listen_restart_required{key}`: 1 while the config's `listen.https`,
+    /// `listen.http` or `listen.admin` differs from the address actually bound.
+    pub listen_restart_required: IntGaugeVec,
 }
+
+/// The listen keys a reload cannot apply (sockets are bound once).
+pub const LISTEN_KEYS: [&str; 3] = ["listen.https", "listen.http", "listen.admin"];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -125,8 +131,18 @@ impl Metrics {
                 "1 while an upstream server is healthy, 0 while it is ejected.",
                 &["upstream", "server"],
             ),
+            listen_restart_required: gauge_vec(
+                &registry,
+                "rampart_listen_restart_required",
+                "1 while the config's listen address differs from the one bound: a restart \
+                 applies it.",
+                &["key"],
+            ),
             registry,
         };
+        for key in LISTEN_KEYS {
+            metrics.listen_restart_required.with_label_values(&[key]);
+        }
         for result in ["success", "failure"] {
             metrics.config_reloads.with_label_values(&[result]);
         }
@@ -278,6 +294,7 @@ mod tests {
             "rampart_config_last_reload_success_timestamp_seconds",
             "rampart_certificate_expiry_timestamp_seconds",
             "rampart_upstream_server_healthy",
+            "rampart_listen_restart_required",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }

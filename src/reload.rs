@@ -17,11 +17,18 @@ use crate::Shared;
 pub struct Reloader {
     shared: Shared,
     metrics: Arc<Metrics>,
+    /// The listen addresses as configured when the sockets were bound: every reload is
+    /// compared with these, not with the last config (whose address may never have applied).
+    bound: Arc<Listen>,
 }
 
 impl Reloader {
-    pub(crate) fn new(shared: Shared, metrics: Arc<Metrics>) -> Self {
-        Reloader { shared, metrics }
+    pub(crate) fn new(shared: Shared, metrics: Arc<Metrics>, bound: Arc<Listen>) -> Self {
+        Reloader {
+            shared,
+            metrics,
+            bound,
+        }
     }
 
     /// The snapshot requests are served with right now.
@@ -48,7 +55,7 @@ impl Reloader {
 
     /// Swaps in a snapshot that is already valid.
     pub fn apply(&self, snapshot: Snapshot) {
-        report_listen_changes(&self.shared.load().listen, &snapshot.listen);
+        report_listen_changes(&self.bound, &snapshot.listen, &self.metrics);
         for warning in &snapshot.warnings {
             tracing::warn!("{warning}");
         }
@@ -94,19 +101,25 @@ impl Reloader {
     }
 }
 
-/// Listeners are bound once: a changed address is reported, and the old one keeps serving.
-fn report_listen_changes(current: &Listen, next: &Listen) {
+/// Listeners are bound once: an address that differs from the bound one is reported on every
+/// reload (log and `rampart_listen_restart_required`), and the bound one keeps serving.
+fn report_listen_changes(bound: &Listen, next: &Listen, metrics: &Metrics) {
     let pairs = [
-        ("listen.https", Some(current.https), Some(next.https)),
-        ("listen.http", current.http, next.http),
-        ("listen.admin", current.admin, next.admin),
+        (Some(bound.https), Some(next.https)),
+        (bound.http, next.http),
+        (bound.admin, next.admin),
     ];
-    for (key, old, new) in pairs {
-        if old != new {
+    for (key, (bound, configured)) in crate::metrics::LISTEN_KEYS.into_iter().zip(pairs) {
+        let differs = bound != configured;
+        metrics
+            .listen_restart_required
+            .with_label_values(&[key])
+            .set(i64::from(differs));
+        if differs {
             tracing::warn!(
                 key,
-                old = ?old,
-                new = ?new,
+                bound = ?bound,
+                configured = ?configured,
                 "listen address changed: restart rampart to apply it; the running listeners stay as they are"
             );
         }

@@ -612,3 +612,51 @@ async fn readyz_is_503_while_an_upstream_has_no_healthy_server() {
     let health = admin_get(&proxy, "/healthz").await;
     assert_eq!(health.status, 200);
 }
+
+/// A listen address a reload cannot apply is flagged on every reload until the config matches
+/// the bound socket again: `rampart_listen_restart_required{key}` and a line of `/readyz`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unapplied_listen_address_stays_flagged_across_reloads() {
+    let up = TestUpstream::start().await;
+    let proxy = ProxyBuilder::new()
+        .listen("admin = \"127.0.0.1:0\"\n")
+        .config(&simple_config(&up))
+        .start()
+        .await;
+    let flag = || {
+        proxy
+            .handle()
+            .metrics()
+            .listen_restart_required
+            .with_label_values(&["listen.https"])
+            .get()
+    };
+    let readyz = || async {
+        reqwest::get(proxy.admin_url("/readyz"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert_eq!(flag(), 0);
+    let moved = proxy
+        .config
+        .replacen("https = \"127.0.0.1:0\"", "https = \"127.0.0.1:1\"", 1);
+    assert_ne!(moved, proxy.config);
+    // Two reloads with the moved address: the second compares with the bound socket too.
+    for round in 0..2 {
+        let snapshot = rampart::config::load_str(&moved, "test.toml").unwrap();
+        proxy.handle().reload(snapshot);
+        assert_eq!(flag(), 1, "reload {round}");
+        let body = readyz().await;
+        assert!(
+            body.contains("restart required to apply: listen.https"),
+            "{body}"
+        );
+    }
+    let snapshot = rampart::config::load_str(&proxy.config, "test.toml").unwrap();
+    proxy.handle().reload(snapshot);
+    assert_eq!(flag(), 0);
+    assert_eq!(readyz().await, "ready\n");
+}

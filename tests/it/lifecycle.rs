@@ -200,6 +200,31 @@ async fn sighup_reloads_and_a_bad_edit_keeps_the_running_config() {
         "v3",
         "served on the old address, new config"
     );
+
+    // The next reload compares with what is bound, not with the last config: still reported.
+    let changed = |proc: &Running| proc.stderr_text().matches("listen address changed").count();
+    let moved_again = config(&up.server(), "v4").replace("127.0.0.1:0", "127.0.0.1:1");
+    std::fs::write(&cfg, &moved_again).unwrap();
+    signal(&proc, "HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || changed(&proc) == 2).await,
+        "the second reload did not report the unapplied address:\n{}",
+        proc.stderr_text()
+    );
+    assert_eq!(version().await, "v4");
+    // Back to the bound address: nothing to report.
+    std::fs::write(&cfg, config(&up.server(), "v5")).unwrap();
+    signal(&proc, "HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || proc
+            .stderr_text()
+            .matches("config reloaded")
+            .count()
+            == 4)
+        .await
+    );
+    assert_eq!(version().await, "v5");
+    assert_eq!(changed(&proc), 2, "{}", proc.stderr_text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
