@@ -554,4 +554,3 @@ async fn cookies_off_leaves_set_cookie_untouched() {
         UPSTREAM_SET_COOKIES
     );
 }
-
