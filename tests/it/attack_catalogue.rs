@@ -9,7 +9,7 @@
 //! obs-fold, no control bytes, no `_` in names, one framing header matching the body); then a
 //! fresh request on a new connection is still served.
 //!
-//! `cargo test --test attack_catalogue -- --nocapture` prints the table. The same variants
+//! `cargo test --test it attack_catalogue:: -- --nocapture` prints the table. The same variants
 //! against nginx: `bash benches/attacks/compare_nginx.sh` (the `#[ignore]`d
 //! `compare_with_nginx` below).
 
