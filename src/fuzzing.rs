@@ -701,6 +701,11 @@ mod h1 {
                     request.content_length && !request.transfer_encoding,
                     "repeated CL on {served:?}"
                 ),
+                // hyper trimmed the tab: the request has the framing header it was in.
+                Ambiguity::TabInFramingValue => assert!(
+                    request.content_length || request.transfer_encoding,
+                    "a tab in a framing value without a framing header: {served:?}"
+                ),
             }
         }
     }
@@ -759,8 +764,14 @@ mod h1 {
         "transfer-encoding",
         "TRANSFER-ENCODING",
     ];
-    const SEPARATORS: &[&str] = &[": ", ":", ":\t", ":  ", ": \t"];
-    const BLANKS: &[&str] = &["", "", " ", "\t", " \t"];
+    /// Around a framing value: without a tab (a tab there is an ambiguity of its own), and
+    /// with one.
+    const SEPARATORS: &[&str] = &[": ", ":", ":  "];
+    const BLANKS: &[&str] = &["", "", " ", "  "];
+    const TAB_SEPARATORS: &[&str] = &[":\t", ": \t", ":\t "];
+    const TAB_BLANKS: &[&str] = &["\t", " \t", "\t "];
+    /// After a chunk size, where a tab is whitespace to hyper.
+    const CHUNK_BLANKS: &[&str] = &["", "", " ", "\t", " \t"];
     const ZEROS: &[&str] = &["", "", "0", "00"];
     const CHUNKED: &[&str] = &["chunked", "Chunked", "CHUNKED", "gzip, chunked"];
     const EXTENSIONS: &[&str] = &["", "", ";a=b", ";x", " ;q=\"v\"", "\t;n"];
@@ -768,11 +779,19 @@ mod h1 {
         "X-Trailer: t",
         "Content-Length: 60",
         "Transfer-Encoding: chunked",
+        "Transfer-Encoding:\tchunked\t",
         "Checksum:abc",
     ];
     /// Text that reads as framing headers and a request, put into bodies.
     const HEADER_LIKE: &str =
         "\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nGET /in-body HTTP/1.1\r\n\r\n";
+
+    #[derive(Debug, Clone, Copy)]
+    enum Tabs {
+        No,
+        Some,
+        Maybe,
+    }
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Framed {
@@ -782,10 +801,18 @@ mod h1 {
         Ambiguous(Ambiguity),
     }
 
+    /// One generated request, and what hyper makes of it.
+    struct Generated {
+        framed: Framed,
+        /// hyper's request keeps a `Transfer-Encoding` / `Content-Length` header.
+        transfer_encoding: bool,
+        content_length: bool,
+        body: Vec<u8>,
+    }
+
     pub struct Pipeline {
         pub bytes: Vec<u8>,
-        /// Each request's framing and body.
-        requests: Vec<(Framed, Vec<u8>)>,
+        requests: Vec<Generated>,
         /// The ambiguous request, if one was generated.
         ambiguous: Option<(usize, Ambiguity)>,
     }
@@ -805,6 +832,7 @@ mod h1 {
                     let ambiguity = draw.pick(&[
                         Ambiguity::ContentLengthWithTransferEncoding,
                         Ambiguity::RepeatedContentLength,
+                        Ambiguity::TabInFramingValue,
                     ]);
                     if pipeline.ambiguous.is_none() {
                         pipeline.ambiguous = Some((index, ambiguity));
@@ -813,14 +841,14 @@ mod h1 {
                 } else {
                     draw.pick(&[Framed::Empty, Framed::Length, Framed::Chunked])
                 };
-                let body = pipeline.request(&mut draw, framed);
-                pipeline.requests.push((framed, body));
+                let generated = pipeline.request(&mut draw, framed);
+                pipeline.requests.push(generated);
             }
             pipeline
         }
 
-        /// Appends one request; returns the body the service should read.
-        fn request(&mut self, draw: &mut Draw<'_>, framed: Framed) -> Vec<u8> {
+        /// Appends one request.
+        fn request(&mut self, draw: &mut Draw<'_>, framed: Framed) -> Generated {
             let eol = draw.pick(&["\r\n", "\r\n", "\n"]);
             let mut head = String::new();
             head.push_str(draw.pick(&["", "", "\r\n", "\n", "\r\n\n"]));
@@ -840,50 +868,69 @@ mod h1 {
                 let at = draw.below(body.len() + 1);
                 body.splice(at..at, HEADER_LIKE.bytes());
             }
-            let length = |draw: &mut Draw<'_>, len: usize| {
-                format!(
-                    "{}{}{}{len}{}",
-                    draw.pick(LENGTH_NAMES),
-                    draw.pick(SEPARATORS),
-                    draw.pick(ZEROS),
-                    draw.pick(BLANKS)
-                )
+            // The blanks around a framing value: `Tabs::No` none is a tab, `Tabs::Some` one is,
+            // `Tabs::Maybe` either (where another ambiguity decides the verdict).
+            let around = |draw: &mut Draw<'_>, tabs: Tabs| {
+                let tabbed = match tabs {
+                    Tabs::No => 0,
+                    Tabs::Some => 1 + draw.below(3),
+                    Tabs::Maybe => draw.below(4),
+                };
+                let separator = if tabbed & 1 != 0 {
+                    TAB_SEPARATORS
+                } else {
+                    SEPARATORS
+                };
+                let blanks = if tabbed & 2 != 0 { TAB_BLANKS } else { BLANKS };
+                (draw.pick(separator), draw.pick(blanks))
             };
-            let transfer = |draw: &mut Draw<'_>| {
-                format!(
-                    "{}{}{}{}",
-                    draw.pick(TRANSFER_NAMES),
-                    draw.pick(SEPARATORS),
-                    draw.pick(CHUNKED),
-                    draw.pick(BLANKS)
-                )
+            let length = |draw: &mut Draw<'_>, len: usize, tabs: Tabs| {
+                let name = draw.pick(LENGTH_NAMES);
+                let (separator, blanks) = around(draw, tabs);
+                format!("{name}{separator}{}{len}{blanks}", draw.pick(ZEROS))
+            };
+            let transfer = |draw: &mut Draw<'_>, tabs: Tabs| {
+                let name = draw.pick(TRANSFER_NAMES);
+                let (separator, blanks) = around(draw, tabs);
+                format!("{name}{separator}{}{blanks}", draw.pick(CHUNKED))
             };
             let mut framing = Vec::new();
-            let chunked = match framed {
+            // hyper keeps Transfer-Encoding, and drops Content-Length next to it.
+            let (transfer_encoding, content_length) = match framed {
                 Framed::Empty => {
                     body.clear();
-                    false
+                    (false, false)
                 }
                 Framed::Length => {
-                    framing.push(length(draw, body.len()));
-                    false
+                    framing.push(length(draw, body.len(), Tabs::No));
+                    (false, true)
                 }
                 Framed::Chunked => {
-                    framing.push(transfer(draw));
-                    true
+                    framing.push(transfer(draw, Tabs::No));
+                    (true, false)
                 }
                 Framed::Ambiguous(Ambiguity::ContentLengthWithTransferEncoding) => {
                     let decoy = draw.below(100);
-                    framing.push(length(draw, decoy));
-                    framing.push(transfer(draw));
-                    true
+                    framing.push(length(draw, decoy, Tabs::Maybe));
+                    framing.push(transfer(draw, Tabs::Maybe));
+                    (true, false)
                 }
                 Framed::Ambiguous(Ambiguity::RepeatedContentLength) => {
-                    framing.push(length(draw, body.len()));
-                    framing.push(length(draw, body.len()));
-                    false
+                    framing.push(length(draw, body.len(), Tabs::Maybe));
+                    framing.push(length(draw, body.len(), Tabs::Maybe));
+                    (false, true)
+                }
+                Framed::Ambiguous(Ambiguity::TabInFramingValue) => {
+                    if draw.below(2) == 0 {
+                        framing.push(length(draw, body.len(), Tabs::Some));
+                        (false, true)
+                    } else {
+                        framing.push(transfer(draw, Tabs::Some));
+                        (true, false)
+                    }
                 }
             };
+            let chunked = transfer_encoding;
             for line in framing {
                 let at = draw.below(lines.len() + 1);
                 lines.insert(at, line);
@@ -899,7 +946,12 @@ mod h1 {
             } else {
                 self.bytes.extend_from_slice(&body);
             }
-            body
+            Generated {
+                framed,
+                transfer_encoding,
+                content_length,
+                body,
+            }
         }
 
         fn chunk(&mut self, draw: &mut Draw<'_>, body: &[u8]) {
@@ -918,7 +970,7 @@ mod h1 {
                 let line = format!(
                     "{}{digits}{}{}\r\n",
                     draw.pick(ZEROS),
-                    draw.pick(BLANKS),
+                    draw.pick(CHUNK_BLANKS),
                     draw.pick(EXTENSIONS)
                 );
                 self.bytes.extend_from_slice(line.as_bytes());
@@ -954,23 +1006,19 @@ mod h1 {
             let served = self
                 .ambiguous
                 .map_or(self.requests.len(), |(index, _)| index + 1);
-            // hyper keeps Transfer-Encoding, and drops Content-Length next to it.
             self.requests[..served]
                 .iter()
-                .map(|(framed, body)| match *framed {
-                    Framed::Ambiguous(ambiguity) => Served {
-                        verdict: Err(ambiguity),
-                        transfer_encoding: ambiguity
-                            == Ambiguity::ContentLengthWithTransferEncoding,
-                        content_length: ambiguity == Ambiguity::RepeatedContentLength,
-                        body: None,
-                    },
-                    framed => Served {
-                        verdict: Ok(()),
-                        transfer_encoding: framed == Framed::Chunked,
-                        content_length: framed == Framed::Length,
-                        body: Some(body.clone()),
-                    },
+                .map(|request| {
+                    let (verdict, body) = match request.framed {
+                        Framed::Ambiguous(ambiguity) => (Err(ambiguity), None),
+                        _ => (Ok(()), Some(request.body.clone())),
+                    };
+                    Served {
+                        verdict,
+                        transfer_encoding: request.transfer_encoding,
+                        content_length: request.content_length,
+                        body,
+                    }
                 })
                 .collect()
         }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The smuggling catalogue (tests/attack_catalogue.rs) against nginx: every variant is sent to
+# The smuggling catalogue (tests/it/attack_catalogue.rs) against nginx: every variant is sent to
 # rampart and to nginx (TLS, one process, proxy_pass to the same kind of recording upstream,
 # the usual hardened settings: proxy_http_version 1.1, proxy_set_header Connection "",
 # ignore_invalid_headers on, underscores_in_headers off, 16k header buffers), and the table
@@ -24,4 +24,4 @@ if [ -z "${RAMPART_NGINX_BIN:-}" ] && ! command -v nginx >/dev/null && [ ! -x /u
     $sudo apt-get install -y -qq nginx >/dev/null
 fi
 
-cargo test --test attack_catalogue -- --ignored --exact compare_with_nginx --nocapture
+cargo test --test it -- --ignored --exact attack_catalogue::compare_with_nginx --nocapture

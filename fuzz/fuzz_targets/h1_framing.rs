@@ -1,5 +1,6 @@
-//! HTTP/1 framing: the tracker that finds CL+TE and repeated Content-Length heads on the bytes
-//! hyper reads, checked against itself (any split into reads) and against real hyper.
+//! HTTP/1 framing: the tracker that finds CL+TE, repeated Content-Length and tabs in framing
+//! values on the bytes hyper reads, checked against itself (any split into reads) and against
+//! real hyper.
 //! The invariants live in `rampart::fuzzing::h1_framing`, which `tests/fuzz_corpus.rs` also replays.
 #![no_main]
 

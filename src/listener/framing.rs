@@ -4,17 +4,21 @@
 //! hyper removes a `Content-Length` that comes with `Transfer-Encoding` (and reads chunked), and
 //! keeps one of two equal `Content-Length` lines: nothing of either is left in the request the
 //! pipeline gets. Both are how request smuggling starts (RFC 9112 §6.3, §11.2), and nginx answers
-//! 400. So [`FramingWatch`] wraps an HTTP/1 connection's socket and runs every byte hyper reads
-//! through a [`FramingTracker`], which follows the connection's messages (head, body, next head)
-//! the way hyper frames them and publishes the first ambiguous head in [`Framing`]; the pipeline
-//! asks it for each request and answers that one 400 with `Connection: close`, so nothing of it
-//! is forwarded.
+//! 400. So is a tab anywhere in a `Content-Length` or `Transfer-Encoding` value: httparse trims
+//! it as whitespace (RFC 9110 §5.6.3), nginx keeps it in the value and refuses the request, so
+//! two hops could frame that body two ways (or one of them not at all). So [`FramingWatch`]
+//! wraps an HTTP/1 connection's socket and runs every byte hyper reads through a
+//! [`FramingTracker`], which follows the connection's messages (head, body, next head) the way
+//! hyper frames them and publishes the first ambiguous head in [`Framing`]; the pipeline asks it
+//! for each request and answers that one 400 with `Connection: close`, so nothing of it is
+//! forwarded.
 //!
 //! The tracker only scans heads: a header line whose first letter no framing name has is
-//! skipped with one `memchr` for its end, the others have their name compared; bodies are
-//! skipped by counting, chunked ones by parsing their size lines. Bytes it cannot follow (a head hyper refuses, a
-//! broken chunk, a tunnel after `101`) stop it for the rest of the connection: hyper closes the
-//! connection after all of those, so no later request is served unchecked.
+//! skipped with one `memchr` for its end, the others have their name compared, and a framing
+//! value is scanned to its end; bodies are skipped by counting, chunked ones by parsing their
+//! size lines. Bytes it cannot follow (a head hyper refuses, a broken chunk, a tunnel after
+//! `101`) stop it for the rest of the connection: hyper closes the connection after all of
+//! those, so no later request is served unchecked.
 
 use std::io;
 use std::pin::Pin;
@@ -30,6 +34,10 @@ pub enum Ambiguity {
     ContentLengthWithTransferEncoding,
     /// More than one `Content-Length` line (different values are refused by hyper itself).
     RepeatedContentLength,
+    /// A tab anywhere in a `Content-Length` or `Transfer-Encoding` value. RFC 9110 makes it
+    /// whitespace, and hyper trims it; nginx keeps it in the value (and refuses the value), so a
+    /// hop that reads it as nginx does frames the body otherwise, or not at all.
+    TabInFramingValue,
 }
 
 impl Ambiguity {
@@ -40,6 +48,9 @@ impl Ambiguity {
                 "ambiguous framing: Content-Length with Transfer-Encoding"
             }
             Ambiguity::RepeatedContentLength => "ambiguous framing: repeated Content-Length",
+            Ambiguity::TabInFramingValue => {
+                "ambiguous framing: tab in a Content-Length or Transfer-Encoding value"
+            }
         }
     }
 
@@ -47,12 +58,14 @@ impl Ambiguity {
         match self {
             Ambiguity::ContentLengthWithTransferEncoding => 1,
             Ambiguity::RepeatedContentLength => 2,
+            Ambiguity::TabInFramingValue => 3,
         }
     }
 
     fn from_code(code: u8) -> Self {
         match code {
             2 => Ambiguity::RepeatedContentLength,
+            3 => Ambiguity::TabInFramingValue,
             _ => Ambiguity::ContentLengthWithTransferEncoding,
         }
     }
@@ -130,6 +143,8 @@ enum State {
     },
     /// The value of a `Content-Length` line.
     LengthValue(LengthValue),
+    /// The value of a `Transfer-Encoding` line, before any tab.
+    TransferValue,
     /// The rest of the request line or of a header line that does not matter here.
     RestOfLine,
     /// A `Content-Length` body: bytes still to come.
@@ -198,6 +213,8 @@ pub struct FramingTracker {
     length_lines: u8,
     length: Option<u64>,
     transfer_encoding: bool,
+    /// A tab in a framing value of the current head.
+    tab: bool,
     finding: Option<Finding>,
 }
 
@@ -215,6 +232,7 @@ impl FramingTracker {
             length_lines: 0,
             length: None,
             transfer_encoding: false,
+            tab: false,
             finding: None,
         }
     }
@@ -287,6 +305,7 @@ impl FramingTracker {
                 State::RestOfLine => self.skip_line(bytes),
                 State::LineStart if first != b'\n' && first != b'\r' => self.header_line(bytes),
                 State::LengthValue(value) => self.length_value(value, bytes),
+                State::TransferValue => self.transfer_value(bytes),
                 State::ChunkStart
                 | State::ChunkSize(_)
                 | State::ChunkSizeSpace(_)
@@ -339,8 +358,13 @@ impl FramingTracker {
             let n = CONTENT_LENGTH.len() + 1;
             self.count_head_bytes(n);
             n
+        } else if is(TRANSFER_ENCODING) {
+            self.transfer_encoding = true;
+            self.state = State::TransferValue;
+            let n = TRANSFER_ENCODING.len() + 1;
+            self.count_head_bytes(n);
+            n
         } else {
-            self.transfer_encoding |= is(TRANSFER_ENCODING);
             self.skip_line(bytes)
         }
     }
@@ -350,6 +374,7 @@ impl FramingTracker {
         let end = memchr::memchr(b'\n', bytes);
         for &b in &bytes[..end.unwrap_or(bytes.len())] {
             value = value.push(b);
+            self.tab |= b == b'\t';
         }
         self.state = State::LengthValue(value);
         let n = match end {
@@ -362,6 +387,25 @@ impl FramingTracker {
                 end + 1
             }
             None => bytes.len(),
+        };
+        self.count_head_bytes(n);
+        n
+    }
+
+    /// The value of a `Transfer-Encoding` line, to its first tab (then the rest of the line is
+    /// skipped), the end of the line, or the end of `bytes`.
+    fn transfer_value(&mut self, bytes: &[u8]) -> usize {
+        let n = match memchr::memchr2(b'\t', b'\n', bytes) {
+            None => bytes.len(),
+            Some(i) => {
+                if bytes[i] == b'\t' {
+                    self.tab = true;
+                    self.state = State::RestOfLine;
+                } else {
+                    self.state = State::LineStart;
+                }
+                i + 1
+            }
         };
         self.count_head_bytes(n);
         n
@@ -421,7 +465,7 @@ impl FramingTracker {
                 }
                 b':' if transfer && usize::from(col) == TRANSFER_ENCODING.len() => {
                     self.transfer_encoding = true;
-                    State::RestOfLine
+                    State::TransferValue
                 }
                 b'\n' => State::LineStart,
                 b => name_byte(col, length, transfer, b),
@@ -437,6 +481,8 @@ impl FramingTracker {
             Some(Ambiguity::ContentLengthWithTransferEncoding)
         } else if self.length_lines > 1 {
             Some(Ambiguity::RepeatedContentLength)
+        } else if self.tab {
+            Some(Ambiguity::TabInFramingValue)
         } else {
             None
         };
@@ -463,6 +509,7 @@ impl FramingTracker {
         self.length_lines = 0;
         self.length = None;
         self.transfer_encoding = false;
+        self.tab = false;
         next
     }
 
@@ -670,6 +717,7 @@ mod tests {
 
     const CL_TE: Ambiguity = Ambiguity::ContentLengthWithTransferEncoding;
     const REPEATED: Ambiguity = Ambiguity::RepeatedContentLength;
+    const TAB: Ambiguity = Ambiguity::TabInFramingValue;
     const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
     #[test]
@@ -740,6 +788,33 @@ mod tests {
                     .to_string(),
                 CL_TE,
             ),
+            // A tab anywhere in a framing value, with or without other blanks.
+            (post("Content-Length:\t5\r\n", "hello"), TAB),
+            (post("Content-Length: 5\t\r\n", "hello"), TAB),
+            (post("content-length: \t5\t \r\n", "hello"), TAB),
+            (post("Content-Length: 5\t5\r\n", "hello"), TAB),
+            (post("Transfer-Encoding:\tchunked\r\n", "0\r\n\r\n"), TAB),
+            (post("Transfer-Encoding: chunked\t\r\n", "0\r\n\r\n"), TAB),
+            (
+                post("TRANSFER-ENCODING: gzip,\tchunked\r\n", "0\r\n\r\n"),
+                TAB,
+            ),
+            (
+                post("X-A:\tb\r\nTransfer-Encoding: \t chunked\r\n", "0\r\n\r\n"),
+                TAB,
+            ),
+            (
+                "POST / HTTP/1.1\nHost: a\nContent-Length:\t1\n\nx".to_string(),
+                TAB,
+            ),
+            // With another ambiguity in the head, that one is named.
+            (
+                post(
+                    "Content-Length:\t6\r\nTransfer-Encoding: chunked\r\n",
+                    "0\r\n\r\n",
+                ),
+                CL_TE,
+            ),
         ];
         for (bytes, ambiguity) in cases {
             assert_eq!(track(bytes.as_bytes()), found(0, ambiguity, 0), "{bytes:?}");
@@ -763,6 +838,19 @@ mod tests {
             post("Content-Length: 1\r\nContent-Length: 1\r\n", "x")
         );
         assert_eq!(track(twice.as_bytes()), found(2, CL_TE, 2));
+    }
+
+    #[test]
+    fn a_tab_in_a_later_request_of_a_pipeline_is_numbered() {
+        let pipeline = format!(
+            "GET /one HTTP/1.1\r\nHost: localhost\r\n\r\n{}{}",
+            post("Content-Length: 5\r\n", "hello"),
+            post(
+                "Transfer-Encoding:\tchunked\r\n",
+                &format!("0\r\n\r\n{SMUGGLED}")
+            ),
+        );
+        assert_eq!(track(pipeline.as_bytes()), found(2, TAB, 2));
     }
 
     #[test]
@@ -842,6 +930,19 @@ mod tests {
             ),
             post("Content-Length: 0\r\nX-A: b\r\n\tContent-Length: 0\r\n", ""),
             post("Transfer_Encoding: chunked\r\nContent-Length: 0\r\n", ""),
+            // Tabs in other values are whitespace, and in a trailer section they are not a head.
+            post(
+                "X-Tabs:\tvalue\t\r\nContent-Type:\ttext/plain\r\nContent-Length: 0\r\n",
+                "",
+            ),
+            post(
+                "Content-Lengths:\t5\r\nTransfer-Encodings:\tchunked\r\nTE:\ttrailers\r\n",
+                "",
+            ),
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                "0\r\nContent-Length:\t5\r\nTransfer-Encoding:\tchunked\r\n\r\n",
+            ),
         ];
         for head in heads {
             let pipeline = format!("{head}GET / HTTP/1.1\r\n\r\n");

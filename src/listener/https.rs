@@ -16,6 +16,7 @@ use crate::listener::io::{
     Deadlines, IdleIo, InFlight, ParseErrorHeads, RefusedHeads, ResponseGate,
 };
 use crate::listener::limit::ConnectionLimiter;
+use crate::listener::preface::{self, Preface};
 use crate::listener::resets::PrematureResets;
 use crate::listener::stalled_streams::{StreamExecutor, WatchedBody};
 use crate::metrics::Metrics;
@@ -70,7 +71,9 @@ fn connection_builder(limits: &ClientLimits, h2: bool) -> auto::Builder<StreamEx
             (limits.idle_timeout + Duration::from_secs(5)).max(Duration::from_secs(30)),
         ))
         .keep_alive_timeout(Duration::from_secs(10));
-    // ALPN already told us the protocol: no need to sniff for the HTTP/2 preface.
+    // ALPN tells the protocol. Only `serve_connection` keeps to these; hyper-util's
+    // `serve_connection_with_upgrades` (used for HTTP/1, for its upgrades) sniffs the first
+    // bytes whatever they say, so a client that sends the HTTP/2 preface there gets HTTP/2.
     if h2 {
         builder.http2_only()
     } else {
@@ -103,29 +106,47 @@ pub async fn run(
             let _open = open;
             let _permit = permit;
             let _ = tcp.set_nodelay(true);
-            let tls = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(err)) => {
-                    metrics
-                        .tls_handshake_failures
-                        .with_label_values(&["error"])
-                        .inc();
-                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    metrics
-                        .tls_handshake_failures
-                        .with_label_values(&["timeout"])
-                        .inc();
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let mut tls =
+                match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(err)) => {
+                        metrics
+                            .tls_handshake_failures
+                            .with_label_values(&["error"])
+                            .inc();
+                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        metrics
+                            .tls_handshake_failures
+                            .with_label_values(&["timeout"])
+                            .inc();
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
             let (_, session) = tls.get_ref();
             let sni = session.server_name().map(str::to_owned);
             let h2 = session.alpn_protocol() == Some(b"h2");
+            if h2 {
+                // RFC 9113 §3.4: the preface, or GOAWAY(PROTOCOL_ERROR) (listener/preface.rs).
+                match tokio::time::timeout(limits.header_timeout, preface::read(&mut tls)).await {
+                    Ok(Ok(Preface::Valid)) => {}
+                    Ok(Ok(Preface::Invalid)) => {
+                        tracing::debug!(%peer, "invalid HTTP/2 connection preface: GOAWAY");
+                        let _ =
+                            tokio::time::timeout(limits.send_timeout, preface::refuse(&mut tls))
+                                .await;
+                        return;
+                    }
+                    Ok(Ok(Preface::Closed) | Err(_)) => return,
+                    Err(_) => {
+                        tracing::debug!(%peer, "HTTP/2 connection preface timed out");
+                        return;
+                    }
+                }
+            }
             let in_flight = Arc::new(InFlight::default());
             // HTTP/2 frames every message itself; only HTTP/1 bytes can be framed two ways.
             let framing = (!h2).then(|| Arc::new(Framing::default()));
@@ -171,7 +192,10 @@ pub async fn run(
                 }
             });
             let result = if h2 {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                // `serve_connection`, not `serve_connection_with_upgrades`: only the former
+                // keeps to `http2_only` (the latter sniffs the bytes for HTTP/1).
+                let io = TokioIo::new(preface::Replay::new(io));
+                let conn = builder.serve_connection(io, service);
                 tokio::select! {
                     result = watcher.watch(conn.into_owned()) => result,
                     () = resets.tripped() => {

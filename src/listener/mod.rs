@@ -5,6 +5,7 @@ pub mod http;
 pub mod https;
 pub mod io;
 pub mod limit;
+pub mod preface;
 pub mod resets;
 pub mod stalled_streams;
 pub mod tls;

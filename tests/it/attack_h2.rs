@@ -1105,3 +1105,199 @@ fn status_decoder_reads_indexed_and_huffman_statuses() {
     assert_eq!(decode_status(&[0x48, 0x83, 0x69, 0x90, 0xff]), Some(431));
     assert_eq!(decode_status(&[0x08, 0x03, b'5', b'0', b'2']), Some(502));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The connection preface (RFC 9113 §3.4)
+// ---------------------------------------------------------------------------------------------
+
+/// How a raw connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ending {
+    /// TLS close_notify, then EOF: a clean close.
+    CloseNotify,
+    /// The read failed: TCP closed without close_notify, or reset.
+    Error(String),
+    /// Still open when the limit came.
+    TimedOut,
+}
+
+/// Reads every frame the server sends until it closes; (kind, stream, payload) in order.
+async fn frames_until_close(
+    tls: &mut TlsStream<TcpStream>,
+    limit: Duration,
+) -> (Vec<(u8, u32, Vec<u8>)>, Ending) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let ending = loop {
+        match tokio::time::timeout_at(deadline, tls.read(&mut chunk)).await {
+            Ok(Ok(0)) => break Ending::CloseNotify,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(err)) => break Ending::Error(err.to_string()),
+            Err(_) => break Ending::TimedOut,
+        }
+    };
+    let mut frames = Vec::new();
+    let mut rest = &buf[..];
+    while rest.len() >= 9 {
+        let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        let stream = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) & 0x7fff_ffff;
+        let Some(payload) = rest.get(9..9 + len) else {
+            break;
+        };
+        frames.push((rest[3], stream, payload.to_vec()));
+        rest = &rest[9 + len..];
+    }
+    assert!(rest.is_empty(), "a partial frame at the end: {rest:?}");
+    (frames, ending)
+}
+
+/// A client that negotiated h2 by ALPN and then sends something else than the 24-byte
+/// connection preface commits a connection error of type PROTOCOL_ERROR: it gets the server's
+/// SETTINGS, a GOAWAY (last stream 0, PROTOCOL_ERROR) and a TLS close_notify, as HAProxy
+/// answers; not a bare close. Nothing reaches the upstream, and a normal HTTP/2 client on a new
+/// connection is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_preface_gets_goaway_protocol_error_and_a_clean_close() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::simple(&up, "[client]\nheader_timeout = \"5s\"").await;
+    let mut corrupted = PREFACE.to_vec();
+    corrupted[PREFACE.len() - 1] = b'X';
+    let cases: [(&str, Vec<u8>); 4] = [
+        (
+            "an HTTP/1.1 request",
+            b"GET /h1-over-h2 HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+        ),
+        ("a preface with its last byte changed", corrupted),
+        (
+            "HTTP/1.1 in the preface's version",
+            b"PRI * HTTP/1.1\r\n".to_vec(),
+        ),
+        (
+            "a SETTINGS frame without the preface",
+            frame(SETTINGS, 0, 0, &[]),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let mut tls = tls_connect(proxy.https, Some("localhost"), &[b"h2"], None)
+            .await
+            .expect("TLS handshake");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "{what}");
+        tls.write_all(&bytes).await.unwrap();
+        tls.flush().await.unwrap();
+        let (frames, ending) = frames_until_close(&mut tls, Duration::from_secs(4)).await;
+        let kinds: Vec<u8> = frames.iter().map(|(kind, _, _)| *kind).collect();
+        println!("{what}: frames {kinds:?}, then {ending:?}");
+        assert_eq!(
+            kinds.first(),
+            Some(&SETTINGS),
+            "{what}: the server preface first"
+        );
+        let Some((GOAWAY, 0, payload)) = frames.last() else {
+            panic!("{what}: no GOAWAY as the last frame: {frames:?} ({ending:?})");
+        };
+        let last_stream = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+        let code = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+        assert_eq!((last_stream, code), (0, PROTOCOL_ERROR), "{what}");
+        assert_eq!(ending, Ending::CloseNotify, "{what}: not a clean close");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        up.requests().is_empty(),
+        "a request reached the upstream: {:?}",
+        up.requests()
+    );
+    let resp = proxy
+        .client_h2()
+        .get(proxy.url("/after-bad-preface"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    proxy.shutdown().await;
+}
+
+/// The preface split over several TLS records, and frames right behind it in the same record:
+/// both still make a working HTTP/2 connection. A client that sends part of the preface and
+/// then closes gets a bare close (there is no HTTP/2 connection to end), and one that stops
+/// sending is closed at `header_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_preface_is_served_and_a_short_one_just_ends() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::simple(&up, "[client]\nheader_timeout = \"1s\"").await;
+    for pieces in [vec![1usize, 5, 10, 8], vec![23, 1], vec![24]] {
+        let mut tls = tls_connect(proxy.https, Some("localhost"), &[b"h2"], None)
+            .await
+            .expect("TLS handshake");
+        let mut at = 0;
+        for piece in &pieces {
+            tls.write_all(&PREFACE[at..at + piece]).await.unwrap();
+            tls.flush().await.unwrap();
+            at += piece;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // SETTINGS, its ACK of ours comes later; then one GET.
+        let mut hello = frame(SETTINGS, 0, 0, &[]);
+        push_frame(
+            &mut hello,
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1,
+            &request_block("GET", "/split-preface", &[]),
+        );
+        tls.write_all(&hello).await.unwrap();
+        tls.flush().await.unwrap();
+        let (reader, _writer) = tokio::io::split(tls);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let task = tokio::spawn(read_frames(reader, seen.clone()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !seen.lock().unwrap().responses.contains_key(&1) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task.abort();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen.responses.get(&1),
+            Some(&Some(200)),
+            "preface in pieces {pieces:?}: {seen:?}"
+        );
+    }
+    assert_eq!(attack_requests(&up, "/split-preface").len(), 3);
+
+    // Part of the preface, then close_notify: the server just closes.
+    let mut tls = tls_connect(proxy.https, Some("localhost"), &[b"h2"], None)
+        .await
+        .expect("TLS handshake");
+    tls.write_all(&PREFACE[..10]).await.unwrap();
+    tls.shutdown().await.unwrap();
+    let (frames, ending) = frames_until_close(&mut tls, Duration::from_secs(4)).await;
+    assert!(
+        frames.iter().all(|(kind, _, _)| *kind != GOAWAY),
+        "a GOAWAY for a preface cut short: {frames:?}"
+    );
+    if let Ending::Error(err) = &ending {
+        println!("a preface cut short: the connection ended with {err}");
+    }
+    assert_ne!(
+        ending,
+        Ending::TimedOut,
+        "still open after a short preface and close"
+    );
+
+    // Part of the preface, then nothing: closed at header_timeout.
+    let started = Instant::now();
+    let mut tls = tls_connect(proxy.https, Some("localhost"), &[b"h2"], None)
+        .await
+        .expect("TLS handshake");
+    tls.write_all(&PREFACE[..10]).await.unwrap();
+    tls.flush().await.unwrap();
+    let (_, ending) = frames_until_close(&mut tls, Duration::from_secs(6)).await;
+    assert_ne!(ending, Ending::TimedOut, "a stalled preface was not closed");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before header_timeout: {:?}",
+        started.elapsed()
+    );
+    proxy.shutdown().await;
+}
