@@ -1024,3 +1024,100 @@ mod h1 {
         }
     }
 }
+
+/// The error-head rewriter (`listener/io.rs`, `ParseErrorHeads`) under any sequence of writes,
+/// service calls, body ends, flushes and upgrades, drawn from `data`:
+/// - every write is reported whole to hyper (its bookkeeping stays its own);
+/// - while a response of the service is open, or after an upgrade, the bytes on the wire are
+///   exactly the bytes written (a body holding hyper's error head passes byte for byte);
+/// - outside a response, only a write that is hyper's error head to the letter is rewritten,
+///   into the proxy's answer with the same status line.
+pub fn error_heads(data: &[u8]) {
+    use std::sync::{Arc, OnceLock};
+    use tokio::io::AsyncWriteExt;
+
+    use crate::listener::io::{ParseErrorHeads, RefusedHeads, ResponseGate};
+
+    const HEAD: &[u8] = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Sun, 06 Dec 2026 04:00:00 GMT\r\n\r\n";
+    static SHARED: OnceLock<crate::Shared> = OnceLock::new();
+    let shared = SHARED
+        .get_or_init(|| {
+            let text = "[listen]\nhttps = \"127.0.0.1:0\"\n\n[tls]\ncert = \"fuzz-missing.crt\"\nkey = \"fuzz-missing.key\"\nself_signed_if_missing = true\n\n[log]\naccess = false\n";
+            let snapshot = crate::config::load_str_with(text, "fuzz.toml", MissingCert::InMemory)
+                .unwrap_or_else(|errors| panic!("fuzz config: {errors:?}"));
+            Arc::new(arc_swap::ArcSwap::from_pointee(snapshot))
+        })
+        .clone();
+    let gate = Arc::new(ResponseGate::default());
+    let refused = RefusedHeads {
+        shared,
+        metrics: Arc::new(crate::metrics::Metrics::new()),
+        peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        gate: gate.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|err| panic!("runtime: {err}"));
+    runtime.block_on(async move {
+        let mut io = Box::pin(ParseErrorHeads::new(Vec::<u8>::new(), refused));
+        let mut end = None;
+        let (mut open, mut tunnel) = (false, false);
+        let mut ops = data.iter();
+        while let Some(&op) = ops.next() {
+            let write: Vec<u8> = match op % 8 {
+                0 => {
+                    // hyper drops a response's body before it takes the next request.
+                    end = None;
+                    end = Some(gate.response_begins());
+                    open = true;
+                    continue;
+                }
+                1 => {
+                    end = None;
+                    continue;
+                }
+                2 => {
+                    let _ = io.flush().await;
+                    if end.is_none() {
+                        open = false;
+                    }
+                    continue;
+                }
+                3 => {
+                    gate.upgraded();
+                    tunnel = true;
+                    continue;
+                }
+                4 => HEAD.to_vec(),
+                // A write holding the head with one byte more or less: never rewritten.
+                5 => HEAD[..HEAD.len() - 1].to_vec(),
+                _ => {
+                    let len = usize::from(ops.next().copied().unwrap_or(0) % 32);
+                    ops.by_ref().take(len).copied().collect()
+                }
+            };
+            let before = io.as_ref().get_ref().get_ref().len();
+            let written = std::future::poll_fn(|cx| {
+                tokio::io::AsyncWrite::poll_write(io.as_mut(), cx, &write)
+            })
+            .await
+            .unwrap_or_else(|err| panic!("write: {err}"));
+            assert_eq!(written, write.len(), "a write reported short");
+            let out = &io.as_ref().get_ref().get_ref()[before..];
+            if open || tunnel || write != HEAD {
+                assert_eq!(
+                    out,
+                    &write[..],
+                    "bytes changed (open {open}, tunnel {tunnel})"
+                );
+            } else {
+                assert!(out.starts_with(b"HTTP/1.1 400 Bad Request\r\n"), "{out:?}");
+                assert!(
+                    out.windows(14).any(|w| w == b"x-request-id: "),
+                    "no request id"
+                );
+            }
+        }
+        drop(end);
+    });
+}

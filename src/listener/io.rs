@@ -308,6 +308,10 @@ impl<T> ParseErrorHeads<T> {
             pending: None,
         }
     }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
 }
 
 /// `Some(status line)` when `buf` is one of hyper's automatic error heads, to the letter.

@@ -381,7 +381,7 @@ fn catalogue() -> Vec<Variant> {
         variant("request target", "CONNECT, then a request to tunnel", format!("CONNECT evil.example:80 HTTP/1.1\r\nHost: evil.example:80\r\n\r\n{SMUGGLED}"), refused(400)),
         variant("request target", "authority-form on GET", "GET localhost:443 HTTP/1.1\r\nHost: localhost\r\n\r\n", refused(400)),
         variant("request target", "asterisk-form", "OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n", refused(400)),
-        variant("request target", "double slash", "GET //evil.example/x HTTP/1.1\r\nHost: localhost\r\n\r\n", forwarded(&[("GET //evil.example/x HTTP/1.1", b"")])),
+        variant("request target", "double slash", "GET //evil.example/x HTTP/1.1\r\nHost: localhost\r\n\r\n", forwarded(&[("GET /evil.example/x HTTP/1.1", b"")])),
         // --- request line ---
         variant("request line", "lowercase method", "get / HTTP/1.1\r\nHost: localhost\r\n\r\n", refused(400)),
         variant("request line", "two spaces", "GET  / HTTP/1.1\r\nHost: localhost\r\n\r\n", refused(400)),

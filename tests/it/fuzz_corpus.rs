@@ -66,3 +66,8 @@ fn redirect_corpus() {
 fn h1_framing_corpus() {
     replay("h1_framing", rampart::fuzzing::h1_framing);
 }
+
+#[test]
+fn error_heads_corpus() {
+    replay("error_heads", rampart::fuzzing::error_heads);
+}
