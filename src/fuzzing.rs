@@ -1067,7 +1067,7 @@ pub fn error_heads(data: &[u8]) {
             let write: Vec<u8> = match op % 8 {
                 0 => {
                     // hyper drops a response's body before it takes the next request.
-                    end = None;
+                    drop(end.take());
                     end = Some(gate.response_begins());
                     open = true;
                     continue;
