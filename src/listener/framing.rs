@@ -586,6 +586,9 @@ pin_project_lite::pin_project! {
         inner: T,
         tracker: FramingTracker,
         framing: std::sync::Arc<Framing>,
+        // How many of the connection's first bytes match the HTTP/2 preface (`u8::MAX` once
+        // one does not).
+        preface: u8,
     }
 }
 
@@ -596,8 +599,29 @@ impl<T> FramingWatch<T> {
             inner,
             tracker: FramingTracker::new(hyper_buffer.saturating_mul(4)),
             framing,
+            preface: 0,
         }
     }
+}
+
+/// hyper-util's connection builder with upgrades sniffs for the HTTP/2 preface whatever ALPN
+/// chose, so a connection negotiated as HTTP/1.1 could otherwise carry HTTP/2, outside the
+/// HTTP/2 guards (rapid reset, stream deadlines). `preface` counts the first bytes that match;
+/// `true` once all 24 do.
+fn h2_preface_on_h1(preface: &mut u8, bytes: &[u8]) -> bool {
+    use crate::listener::preface::PREFACE;
+    for &b in bytes {
+        let at = usize::from(*preface);
+        if at >= PREFACE.len() {
+            return false;
+        }
+        if PREFACE[at] != b {
+            *preface = u8::MAX;
+            return false;
+        }
+        *preface += 1;
+    }
+    usize::from(*preface) == PREFACE.len()
 }
 
 impl<T: AsyncRead> AsyncRead for FramingWatch<T> {
@@ -609,6 +633,15 @@ impl<T: AsyncRead> AsyncRead for FramingWatch<T> {
         let this = self.project();
         let before = buf.filled().len();
         let polled = this.inner.poll_read(cx, buf);
+        if usize::from(*this.preface) < crate::listener::preface::PREFACE.len()
+            && matches!(polled, Poll::Ready(Ok(())))
+            && h2_preface_on_h1(this.preface, &buf.filled()[before..])
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "HTTP/2 preface on a connection negotiated as HTTP/1.1",
+            )));
+        }
         if matches!(polled, Poll::Ready(Ok(()))) && this.tracker.is_tracking() {
             if let Some(finding) = this.tracker.feed(&buf.filled()[before..]) {
                 this.framing.publish(finding);
@@ -719,6 +752,24 @@ mod tests {
     const REPEATED: Ambiguity = Ambiguity::RepeatedContentLength;
     const TAB: Ambiguity = Ambiguity::TabInFramingValue;
     const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+    #[test]
+    fn the_http2_preface_is_found_at_the_start_only() {
+        let preface = crate::listener::preface::PREFACE;
+        for split in 1..preface.len() {
+            let mut seen = 0;
+            assert!(!h2_preface_on_h1(&mut seen, &preface[..split]));
+            assert!(
+                h2_preface_on_h1(&mut seen, &preface[split..]),
+                "split at {split}"
+            );
+        }
+        let mut seen = 0;
+        assert!(!h2_preface_on_h1(&mut seen, b"POST / HTTP/1.1\r\n"));
+        assert!(!h2_preface_on_h1(&mut seen, preface));
+        let mut seen = 0;
+        assert!(!h2_preface_on_h1(&mut seen, b"PRI * HTTP/1.1\r\n\r\n"));
+    }
 
     #[test]
     fn every_ambiguous_form_is_found() {

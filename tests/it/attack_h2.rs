@@ -1301,3 +1301,38 @@ async fn a_split_preface_is_served_and_a_short_one_just_ends() {
     );
     proxy.shutdown().await;
 }
+
+/// HTTP/2 only where ALPN chose it: a connection negotiated as HTTP/1.1 (or with no ALPN) that
+/// opens with the HTTP/2 preface is closed, and nothing of it reaches the upstream (hyper-util's
+/// upgrade-capable builder would otherwise serve it as HTTP/2, outside the HTTP/2 guards).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_is_not_spoken_on_a_connection_negotiated_as_http1() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::simple(&up, "").await;
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame(SETTINGS, 0, 0, &[]));
+    bytes.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &request_block("GET", "/h2-over-h1", &[]),
+    ));
+    let alpns: [&[&[u8]]; 2] = [&[b"http/1.1"], &[]];
+    for alpn in alpns {
+        let mut tls = tls_connect(proxy.https, Some("localhost"), alpn, None)
+            .await
+            .expect("TLS handshake");
+        assert_ne!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        tls.write_all(&bytes).await.unwrap();
+        tls.flush().await.unwrap();
+        let answer = read_until_close(&mut tls, Duration::from_secs(4)).await;
+        // No HTTP/2 server preface (a SETTINGS frame: type 4 at byte 3).
+        assert!(
+            answer.len() < 9 || answer[3] != SETTINGS,
+            "{alpn:?}: answered as HTTP/2: {answer:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+    proxy.assert_still_serves().await;
+}
