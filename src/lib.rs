@@ -25,6 +25,7 @@ pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod router;
+pub mod runtime;
 pub mod snapshot;
 pub mod stall;
 pub mod static_files;
@@ -53,6 +54,8 @@ pub enum StartError {
         key: &'static str,
         source: std::io::Error,
     },
+    #[error("cannot start an https worker thread: {source}")]
+    Worker { source: std::io::Error },
 }
 
 /// Starts rampart's listeners for a snapshot.
@@ -65,7 +68,10 @@ impl Server {
         for warning in &snapshot.warnings {
             tracing::warn!("{warning}");
         }
-        let https = bind(snapshot.listen.https, "listen.https").await?;
+        // One listener per worker on the same address (SO_REUSEPORT): the kernel spreads the
+        // connections, and each lives and dies on one worker thread.
+        let workers = snapshot.listen.workers.max(1);
+        let https = bind_workers(snapshot.listen.https, workers)?;
         let http = match snapshot.listen.http {
             Some(addr) => Some(bind(addr, "listen.http").await?),
             None => None,
@@ -74,7 +80,10 @@ impl Server {
             Some(addr) => Some(bind(addr, "listen.admin").await?),
             None => None,
         };
-        let https_addr = local_addr(&https, snapshot.listen.https);
+        let https_addr = https
+            .first()
+            .and_then(|listener| listener.local_addr().ok())
+            .unwrap_or(snapshot.listen.https);
         let http_addr = http
             .as_ref()
             .zip(snapshot.listen.http)
@@ -92,13 +101,23 @@ impl Server {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         // One count for both public listeners: the caps are per client, whichever port it uses.
         let limiter = listener::limit::ConnectionLimiter::new();
-        let mut tasks = vec![tokio::spawn(listener::https::run(
-            https,
-            shared.clone(),
-            metrics.clone(),
-            limiter.clone(),
-            shutdown_rx.clone(),
-        ))];
+        let mut worker_handles = Vec::with_capacity(https.len());
+        for (index, listener) in https.into_iter().enumerate() {
+            let worker = runtime::Worker {
+                index,
+                listener,
+                shared: shared.clone(),
+                metrics: metrics.clone(),
+                limiter: limiter.clone(),
+                shutdown: shutdown_rx.clone(),
+            };
+            worker_handles.push(
+                worker
+                    .spawn()
+                    .map_err(|source| StartError::Worker { source })?,
+            );
+        }
+        let mut tasks = Vec::new();
         if let Some(http) = http {
             tasks.push(tokio::spawn(listener::http::run(
                 http,
@@ -129,8 +148,35 @@ impl Server {
             bound,
             shutdown_tx,
             tasks,
+            workers: worker_handles,
         })
     }
+}
+
+/// `workers` listeners on `addr`, each with SO_REUSEPORT; port 0 picks one free port for all.
+fn bind_workers(
+    addr: SocketAddr,
+    workers: usize,
+) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let key = "listen.https";
+    let mut listeners = Vec::with_capacity(workers);
+    let mut bound = addr;
+    for _ in 0..workers {
+        let listener = runtime::reuseport_listener(bound).map_err(|source| StartError::Bind {
+            addr: bound,
+            key,
+            source,
+        })?;
+        if bound.port() == 0 {
+            bound = listener.local_addr().map_err(|source| StartError::Bind {
+                addr: bound,
+                key,
+                source,
+            })?;
+        }
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
 async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, StartError> {
@@ -154,6 +200,7 @@ pub struct ServerHandle {
     bound: Arc<snapshot::Listen>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    workers: Vec<runtime::WorkerHandle>,
 }
 
 impl ServerHandle {
@@ -201,5 +248,17 @@ impl ServerHandle {
         for task in self.tasks {
             let _ = task.await;
         }
+        for worker in self.workers {
+            worker.finished().await;
+        }
+    }
+
+    /// Tasks alive on the https workers' runtimes (connections, streams, upstream connections):
+    /// what a leak would grow.
+    pub fn worker_tasks(&self) -> usize {
+        self.workers
+            .iter()
+            .map(runtime::WorkerHandle::alive_tasks)
+            .sum()
     }
 }

@@ -223,7 +223,10 @@ fn proxy(args: &ProxyArgs) -> ExitCode {
 /// Serves until SIGTERM or SIGINT. With a config file, it is watched (unless `--no-watch`) and
 /// SIGHUP reloads it.
 fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool)>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The control plane (signals, config watch, the plain-http and admin listeners, health
+    // checks): one thread. The https listener runs on `listen.workers` threads of its own
+    // (`rampart::runtime`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -47,6 +47,8 @@ pub struct Listen {
     pub http_redirect_status: StatusCode,
     pub https_port_public: u16,
     pub shutdown_grace: Duration,
+    /// Worker threads serving the https listener (resolved: never 0).
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone)]

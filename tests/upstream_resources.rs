@@ -180,9 +180,11 @@ struct Counts {
 fn counts(proxy: &TestProxy, upstream: &CountingUpstream) -> Counts {
     Counts {
         descriptors: std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count()),
+        // The test's own runtime and the proxy's https workers (runtimes of their own).
         tasks: tokio::runtime::Handle::current()
             .metrics()
-            .num_alive_tasks(),
+            .num_alive_tasks()
+            + proxy.handle().worker_tasks(),
         upstream_connections: upstream.open(),
         https_connections: proxy
             .handle()

@@ -62,6 +62,9 @@ pub struct Listen {
     pub https_port_public: u16,
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: Duration,
+    /// Worker threads serving the https listener, one runtime each; absent or 0: one per core
+    /// the process may use (a container's CPU quota respected).
+    pub workers: Option<Spanned<u32>>,
 }
 
 /// `[tls]`: the default certificate and the SNI-selected extra ones.
@@ -344,6 +347,12 @@ pub struct Upstream {
     pub health_check: Option<HealthCheck>,
     #[serde(default = "default_passive_failures")]
     pub passive_failures: u32,
+    /// Idle keep-alive connections kept per server and worker (nginx's `keepalive`).
+    #[serde(default = "default_keepalive")]
+    pub keepalive: u32,
+    /// How long an idle keep-alive connection is kept (nginx's `keepalive_timeout`).
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout: Duration,
 }
 
 /// An upstream's active health check.
@@ -564,6 +573,16 @@ fn default_retries() -> u32 {
 
 fn default_passive_failures() -> u32 {
     3
+}
+
+/// Above the concurrency a busy site keeps in flight per worker (the load bench's 640 HTTP/2
+/// streams included): connections are reused instead of closed and reopened under load.
+fn default_keepalive() -> u32 {
+    1024
+}
+
+fn default_keepalive_timeout() -> Duration {
+    secs(60)
 }
 
 fn default_health_interval() -> Duration {

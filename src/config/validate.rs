@@ -88,7 +88,8 @@ pub fn validate(
         CookiePolicy::OFF
     });
     let limit_store = rate_limit_store(&mut v, &file.rate_limit);
-    let upstreams = upstreams(&mut v, &file.upstreams);
+    let workers = listen.as_ref().map_or(1, |listen| listen.workers);
+    let upstreams = upstreams(&mut v, &file.upstreams, workers);
     let router = routes(
         &mut v,
         &file.routes,
@@ -175,7 +176,31 @@ fn listen(v: &mut Validator<'_>, listen: &model::Listen) -> Option<Listen> {
         http_redirect_status: StatusCode::from_u16(status).ok()?,
         https_port_public: listen.https_port_public,
         shutdown_grace: listen.shutdown_grace.0,
+        workers: workers(v, listen.workers.as_ref()),
     })
+}
+
+/// Most workers a config may ask for: far above any machine this runs on, low enough that a
+/// typo cannot start a million threads.
+const MAX_WORKERS: u32 = 256;
+
+/// `listen.workers`: absent or 0 is one per core the process may use
+/// (`available_parallelism` reads the affinity mask and a cgroup's CPU quota).
+fn workers(v: &mut Validator<'_>, workers: Option<&Spanned<u32>>) -> usize {
+    let auto = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    match workers {
+        None => auto(),
+        Some(n) if *n.get_ref() == 0 => auto(),
+        Some(n) if *n.get_ref() > MAX_WORKERS => {
+            v.at(
+                n,
+                "listen.workers",
+                format!("at most {MAX_WORKERS} (0 or absent: one per core)"),
+            );
+            1
+        }
+        Some(n) => *n.get_ref() as usize,
+    }
 }
 
 fn log_settings(v: &mut Validator<'_>, log: &model::Log) -> LogSettings {
@@ -624,6 +649,7 @@ fn route_rate_limit(
 fn upstreams(
     v: &mut Validator<'_>,
     upstreams: &BTreeMap<String, model::Upstream>,
+    workers: usize,
 ) -> BTreeMap<String, Arc<Upstream>> {
     let mut compiled = BTreeMap::new();
     for (name, upstream) in upstreams {
@@ -674,6 +700,9 @@ fn upstreams(
                 balance,
                 health_check,
                 passive_failures: upstream.passive_failures,
+                keepalive: upstream.keepalive as usize,
+                keepalive_timeout: upstream.keepalive_timeout.0,
+                workers,
             };
             compiled.insert(
                 name.clone(),

@@ -515,6 +515,9 @@ mod tests {
             balance: Balance::RoundRobin,
             health_check: None,
             passive_failures: 3,
+            keepalive: 16,
+            keepalive_timeout: Duration::from_secs(60),
+            workers: 1,
         };
         let addrs = servers
             .iter()

@@ -2,6 +2,7 @@
 //! choice of a server for each request (round-robin or least in-flight requests, healthy
 //! servers only; see [`crate::upstream::health`]).
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
@@ -80,6 +81,11 @@ pub struct UpstreamSettings {
     pub health_check: Option<HealthCheck>,
     /// Consecutive failed requests that eject a server; 0 never ejects.
     pub passive_failures: u32,
+    /// Idle keep-alive connections kept per server and worker.
+    pub keepalive: usize,
+    pub keepalive_timeout: Duration,
+    /// The https listener's workers: each has a pool of its own.
+    pub workers: usize,
 }
 
 /// A named group of app servers.
@@ -99,7 +105,11 @@ pub struct UpstreamServer {
     authority: Authority,
     /// `Host` of the health check.
     host: HeaderValue,
-    client: ServerClient,
+    /// One pool per worker: its connections' tasks run on that worker's runtime, beside the
+    /// requests that use them, and never wake the other core.
+    worker_clients: Vec<ServerClient>,
+    /// The pool of every other thread (health checks).
+    control_client: ServerClient,
     upstream: String,
     /// Set once: inherited from the previous snapshot by [`crate::upstream::health::spawn`],
     /// or fresh.
@@ -258,9 +268,10 @@ impl UpstreamServer {
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256);
-        let (label, authority, host, client) = match addr {
+            .pool_idle_timeout(settings.keepalive_timeout)
+            .pool_max_idle_per_host(settings.keepalive);
+        let pools = settings.workers.max(1) + 1;
+        let (label, authority, host, mut clients) = match addr {
             ServerAddr::Http(authority) => {
                 let mut connector = HttpConnector::new();
                 connector.set_connect_timeout(Some(settings.connect_timeout));
@@ -268,33 +279,45 @@ impl UpstreamServer {
                 // An authority is always a valid header value.
                 let host = HeaderValue::from_str(authority.as_str())
                     .unwrap_or(HeaderValue::from_static("localhost"));
+                let connector = CountAnswers(connector);
                 (
                     format!("http://{authority}"),
                     authority,
                     host,
-                    ServerClient::Tcp(builder.build(CountAnswers(connector))),
+                    (0..pools)
+                        .map(|_| ServerClient::Tcp(builder.build(connector.clone())))
+                        .collect::<Vec<_>>(),
                 )
             }
             ServerAddr::Unix(path) => {
                 // The URI authority only keys the pool; the connector ignores it.
                 let authority = Authority::try_from(format!("unix-{index}.invalid"))
                     .unwrap_or_else(|_| Authority::from_static("unix.invalid"));
+                let connector = CountAnswers(UnixConnector {
+                    path: Arc::new(path),
+                    timeout: settings.connect_timeout,
+                });
                 (
-                    format!("unix:{}", path.display()),
+                    format!("unix:{}", path_label(&connector)),
                     authority,
                     HeaderValue::from_static("localhost"),
-                    ServerClient::Unix(builder.build(CountAnswers(UnixConnector {
-                        path: Arc::new(path),
-                        timeout: settings.connect_timeout,
-                    }))),
+                    (0..pools)
+                        .map(|_| ServerClient::Unix(builder.build(connector.clone())))
+                        .collect::<Vec<_>>(),
                 )
             }
+        };
+        // `pools` is at least 2: the control pool is popped from a non-empty list.
+        let control_client = match clients.pop() {
+            Some(client) => client,
+            None => unreachable_pool(),
         };
         UpstreamServer {
             label,
             authority,
             host,
-            client,
+            worker_clients: clients,
+            control_client,
             upstream: upstream.to_owned(),
             health: OnceLock::new(),
         }
@@ -329,11 +352,35 @@ impl UpstreamServer {
     }
 
     pub fn send(&self, request: Request<RequestBody>) -> ResponseFuture {
-        match &self.client {
+        let index = WORKER.with(Cell::get);
+        let client = self
+            .worker_clients
+            .get(index)
+            .unwrap_or(&self.control_client);
+        match client {
             ServerClient::Tcp(client) => client.request(request),
             ServerClient::Unix(client) => client.request(request),
         }
     }
+}
+
+thread_local! {
+    /// The https worker this thread is (see [`set_worker`]); other threads use the last pool.
+    static WORKER: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Marks the calling thread as https worker `index`: its requests use that worker's pools.
+pub fn set_worker(index: usize) {
+    WORKER.with(|worker| worker.set(index));
+}
+
+#[cold]
+fn unreachable_pool() -> ! {
+    unreachable!("an upstream server is built with a worker pool and a control pool")
+}
+
+fn path_label(connector: &CountAnswers<UnixConnector>) -> String {
+    connector.0.path.display().to_string()
 }
 
 /// Connects every request of one server to its unix socket.
@@ -508,6 +555,9 @@ mod tests {
             balance,
             health_check: None,
             passive_failures,
+            keepalive: 16,
+            keepalive_timeout: Duration::from_secs(60),
+            workers: 1,
         };
         Upstream::new("app".into(), addrs, settings)
     }
