@@ -56,12 +56,12 @@ impl Worker {
     pub fn spawn(self) -> std::io::Result<WorkerHandle> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .thread_name(format!("rampart-worker-{}", self.index))
+            .thread_name(format!("rampart-b{}", self.index))
             .build()?;
         let handle = runtime.handle().clone();
         let (done, finished) = oneshot::channel();
         std::thread::Builder::new()
-            .name(format!("rampart-worker-{}", self.index))
+            .name(format!("rampart-w{}", self.index))
             .spawn(move || {
                 crate::upstream::pool::set_worker(self.index);
                 runtime.block_on(async move {

@@ -444,3 +444,58 @@ upstream = \"missing\"
         route.message
     );
 }
+
+/// `listen.workers = 3`: three https worker threads, each serving connections on the one
+/// address (SO_REUSEPORT); over 256 is refused by `check`, naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_are_threads_that_share_the_https_address() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(&up.server(), "certs/dev.crt", "certs/dev.key", true)
+        .replace("[tls]", "workers = 3\n\n[tls]");
+    std::fs::write(dir.path().join("cfg.toml"), &text).unwrap();
+    let mut cmd = rampart(dir.path());
+    cmd.args(["run", "--no-watch", "-c", "cfg.toml"]);
+    let mut proc = Running::spawn(cmd);
+    let serving = proc
+        .wait_for_line("rampart is serving", Duration::from_secs(20))
+        .await;
+    let https = logged_addr(&serving, "https");
+    let pid = proc.child.as_ref().unwrap().id();
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| name.starts_with("rampart-w"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["rampart-w0", "rampart-w1", "rampart-w2"]);
+    // Many fresh connections: every one is served, whichever worker the kernel gives it to.
+    let client = || {
+        reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .no_proxy()
+            .resolve("localhost", https)
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    for i in 0..30 {
+        let resp = client()
+            .get(format!("https://localhost:{}/w/{i}", https.port()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert_eq!(up.count(), 30);
+
+    let too_many = text.replace("workers = 3", "workers = 1000");
+    std::fs::write(dir.path().join("bad.toml"), &too_many).unwrap();
+    let mut check = rampart(dir.path());
+    check.args(["check", "-c", "bad.toml"]);
+    let out = run_to_end(check);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listen.workers"), "{stderr}");
+}
