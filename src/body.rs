@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use crate::stall::StallClock;
+use crate::upstream::conn::UpstreamBody;
 use crate::upstream::health::InFlightRequest;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -23,7 +24,7 @@ pin_project_lite::pin_project! {
     #[project = ResponseBodyProj]
     pub enum ResponseBody {
         // `in_flight` counts the exchange in its server's load until the body ends.
-        Upstream { #[pin] body: Incoming, in_flight: Option<InFlightRequest> },
+        Upstream { #[pin] body: UpstreamBody, in_flight: Option<InFlightRequest> },
         Full { #[pin] body: Full<Bytes> },
         // Bodies the proxy builds from other streams (files, compressed upstream bodies).
         Boxed { #[pin] body: UnsyncBoxBody<Bytes, BoxError> },
@@ -42,7 +43,7 @@ impl ResponseBody {
     }
 
     /// An upstream's body, counted as in flight on its server (least_conn) until it ends.
-    pub fn upstream(body: Incoming, in_flight: InFlightRequest) -> Self {
+    pub fn upstream(body: UpstreamBody, in_flight: InFlightRequest) -> Self {
         ResponseBody::Upstream {
             body,
             in_flight: Some(in_flight),
@@ -57,15 +58,6 @@ impl ResponseBody {
     {
         ResponseBody::Boxed {
             body: UnsyncBoxBody::new(body.map_err(Into::into)),
-        }
-    }
-}
-
-impl From<Incoming> for ResponseBody {
-    fn from(body: Incoming) -> Self {
-        ResponseBody::Upstream {
-            body,
-            in_flight: None,
         }
     }
 }

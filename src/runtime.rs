@@ -63,7 +63,6 @@ impl Worker {
         std::thread::Builder::new()
             .name(format!("rampart-w{}", self.index))
             .spawn(move || {
-                crate::upstream::pool::set_worker(self.index);
                 runtime.block_on(async move {
                     match TcpListener::from_std(self.listener) {
                         Ok(listener) => {

@@ -6,15 +6,14 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::TokioIo;
 
 use crate::body::{
     caused_by, AbandonBody, BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody,
 };
 use crate::errors::ProxyError;
+use crate::upstream::conn::UpstreamBody;
 use crate::upstream::health::InFlightRequest;
-use crate::upstream::pool::Answers;
 use crate::upstream::Upstream;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -267,7 +266,7 @@ pub async fn forward(
     let mut failed: Vec<usize> = Vec::new();
     let mut last_error = None;
     let mut stale_resends = 0;
-    let (response, captured, pick) = loop {
+    let (response, pick) = loop {
         let Some(pick) = upstream.pick(&failed) else {
             // Failing fast: every server is known to be down (see README, "all servers down").
             return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyUpstream {
@@ -286,24 +285,15 @@ pub async fn forward(
             Some(headers) => headers,
             None => spare_headers.clone().unwrap_or_default(),
         };
-        let captured = capture_connection(&mut upstream_request);
-
         let sent = tokio::time::timeout(
             upstream.settings.response_timeout,
-            server.send(upstream_request),
+            server.exchange(upstream_request),
         )
         .await;
         match sent {
             Ok(Ok(response)) => {
-                if let Some(answers) = captured
-                    .connection_metadata()
-                    .as_ref()
-                    .and_then(Answers::of)
-                {
-                    answers.record();
-                }
                 upstream.request_succeeded(&pick);
-                break (response, captured, pick);
+                break (response, pick);
             }
             // Out of time while the upload was waiting for the client: the client's fault (RFC
             // 9110 §15.5.9: no complete request in time), and no mark against the server.
@@ -330,7 +320,7 @@ pub async fn forward(
                 }
                 // A keep-alive connection the server closed while it sat in the pool is no
                 // sign of a sick server; nginx gives such a request another try too.
-                if resendable && stale_resends < MAX_STALE_RESENDS && on_stale_connection(&err) {
+                if resendable && stale_resends < MAX_STALE_RESENDS && err.on_stale_connection() {
                     stale_resends += 1;
                     tracing::debug!(upstream = %upstream.name, server = %server.label, error = %error_chain(&err), "pooled connection closed before answering, sending again");
                     continue;
@@ -366,7 +356,7 @@ pub async fn forward(
     let server_label = &pick.server.label;
     let in_flight = pick.in_flight;
 
-    let (mut parts, body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             return Ok(tunnel(parts, body, client_upgrade, in_flight));
@@ -384,9 +374,7 @@ pub async fn forward(
     {
         tracing::warn!(upstream = %upstream.name, server = %server_label, "upstream sent Content-Length with Transfer-Encoding; connection not reused");
         parts.headers.remove(header::CONTENT_LENGTH);
-        if let Some(connection) = captured.connection_metadata().as_ref() {
-            connection.poison();
-        }
+        body.poison();
     }
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(
@@ -399,55 +387,27 @@ pub async fn forward(
 /// out of the pool: a fresh one comes after the stale ones).
 const MAX_STALE_RESENDS: usize = 2;
 
-/// The request went out on a pooled connection that had answered before, and that connection
-/// closed before any byte of a response: the server most likely closed it while it sat idle
-/// (the keep-alive race) and never processed the request. Only idempotent requests are sent
-/// again, since "most likely" is not "surely".
-fn on_stale_connection(err: &hyper_util::client::legacy::Error) -> bool {
-    let reused = err
-        .connect_info()
-        .and_then(Answers::of)
-        .is_some_and(|answers| answers.answered_before());
-    reused && closed_before_response(err)
-}
-
-fn closed_before_response(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(cause) = source {
-        if cause
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_incomplete_message)
-        {
-            return true;
-        }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-            ) {
-                return true;
-            }
-        }
-        source = cause.source();
-    }
-    false
-}
-
 /// Answers the client's upgrade with the upstream's 101 and splices the two connections.
 fn tunnel(
     mut parts: http::response::Parts,
-    body: Incoming,
+    mut body: UpstreamBody,
     client_upgrade: hyper::upgrade::OnUpgrade,
     in_flight: InFlightRequest,
 ) -> Response<ResponseBody> {
     let protocol = parts.headers.get(header::UPGRADE).cloned();
+    // The upstream connection hands its socket over only while it is driven.
+    let connection = body.take_connection();
     let upstream_response = Response::from_parts(parts.clone(), body);
     let upstream_upgrade = hyper::upgrade::on(upstream_response);
     tokio::spawn(async move {
         // An open WebSocket is load on its server (least_conn) until it closes.
         let _in_flight = in_flight;
+        let upstream_upgrade = async move {
+            match connection {
+                Some(connection) => tokio::join!(connection.run(), upstream_upgrade).1,
+                None => upstream_upgrade.await,
+            }
+        };
         let (client, upstream) = tokio::join!(client_upgrade, upstream_upgrade);
         match (client, upstream) {
             (Ok(client), Ok(upstream)) => {

@@ -359,7 +359,7 @@ async fn check_once(server: &UpstreamServer, check: &HealthCheck) -> Result<Stat
     headers.insert(header::USER_AGENT, CHECK_USER_AGENT.clone());
     let exchange = async {
         let response = server
-            .send(request)
+            .exchange(request)
             .await
             .map_err(|err| error_chain(&err))?;
         let status = response.status();

@@ -1,6 +1,7 @@
 //! Upstreams: the pools of app servers and the choice of one per request (`pool`), their
 //! health (`health`), and the forwarding of one request (`forward`).
 
+pub mod conn;
 pub mod forward;
 pub mod health;
 pub mod pool;

@@ -2,26 +2,17 @@
 //! choice of a server for each request (round-robin or least in-flight requests, healthy
 //! servers only; see [`crate::upstream::health`]).
 
-use std::cell::Cell;
-use std::future::Future;
-use std::io;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::header::HeaderValue;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::client::legacy::{Client, ResponseFuture};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::UnixStream;
 
 use crate::body::RequestBody;
+use crate::upstream::conn::{Dialer, ExchangeError, UpstreamBody};
 use crate::upstream::health::{HealthCheck, InFlightRequest, ServerHealth};
 
 /// Where an app server listens.
@@ -105,21 +96,12 @@ pub struct UpstreamServer {
     authority: Authority,
     /// `Host` of the health check.
     host: HeaderValue,
-    /// One pool per worker: its connections' tasks run on that worker's runtime, beside the
-    /// requests that use them, and never wake the other core.
-    worker_clients: Vec<ServerClient>,
-    /// The pool of every other thread (health checks).
-    control_client: ServerClient,
+    /// Opens its connections; their idle lists are per worker thread (`conn.rs`).
+    dialer: Dialer,
     upstream: String,
     /// Set once: inherited from the previous snapshot by [`crate::upstream::health::spawn`],
     /// or fresh.
     health: OnceLock<Arc<ServerHealth>>,
-}
-
-#[derive(Debug)]
-enum ServerClient {
-    Tcp(Client<CountAnswers<HttpConnector>, RequestBody>),
-    Unix(Client<CountAnswers<UnixConnector>, RequestBody>),
 }
 
 /// The server chosen for one try of a request.
@@ -265,59 +247,43 @@ impl Upstream {
 
 impl UpstreamServer {
     fn new(upstream: &str, index: usize, addr: ServerAddr, settings: &UpstreamSettings) -> Self {
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.keepalive_timeout)
-            .pool_max_idle_per_host(settings.keepalive);
-        let pools = settings.workers.max(1) + 1;
-        let (label, authority, host, mut clients) = match addr {
+        let (label, authority, host, dialer) = match addr {
             ServerAddr::Http(authority) => {
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(settings.connect_timeout));
-                connector.set_nodelay(true);
                 // An authority is always a valid header value.
                 let host = HeaderValue::from_str(authority.as_str())
                     .unwrap_or(HeaderValue::from_static("localhost"));
-                let connector = CountAnswers(connector);
-                (
-                    format!("http://{authority}"),
-                    authority,
-                    host,
-                    (0..pools)
-                        .map(|_| ServerClient::Tcp(builder.build(connector.clone())))
-                        .collect::<Vec<_>>(),
-                )
+                let dialer = Dialer::tcp(
+                    authority.as_str(),
+                    settings.connect_timeout,
+                    settings.keepalive,
+                    settings.keepalive_timeout,
+                );
+                (format!("http://{authority}"), authority, host, dialer)
             }
             ServerAddr::Unix(path) => {
-                // The URI authority only keys the pool; the connector ignores it.
+                // Only labels it: the dialer opens the socket.
                 let authority = Authority::try_from(format!("unix-{index}.invalid"))
                     .unwrap_or_else(|_| Authority::from_static("unix.invalid"));
-                let connector = CountAnswers(UnixConnector {
-                    path: Arc::new(path),
-                    timeout: settings.connect_timeout,
-                });
+                let label = format!("unix:{}", path.display());
+                let dialer = Dialer::unix(
+                    path,
+                    settings.connect_timeout,
+                    settings.keepalive,
+                    settings.keepalive_timeout,
+                );
                 (
-                    format!("unix:{}", path_label(&connector)),
+                    label,
                     authority,
                     HeaderValue::from_static("localhost"),
-                    (0..pools)
-                        .map(|_| ServerClient::Unix(builder.build(connector.clone())))
-                        .collect::<Vec<_>>(),
+                    dialer,
                 )
             }
-        };
-        // `pools` is at least 2: the control pool is popped from a non-empty list.
-        let control_client = match clients.pop() {
-            Some(client) => client,
-            None => unreachable_pool(),
         };
         UpstreamServer {
             label,
             authority,
             host,
-            worker_clients: clients,
-            control_client,
+            dialer,
             upstream: upstream.to_owned(),
             health: OnceLock::new(),
         }
@@ -342,187 +308,25 @@ impl UpstreamServer {
         self.host.clone()
     }
 
-    /// `http://{authority}{path_and_query}`: the absolute URI the pool wants.
+    /// `{path_and_query}` as an origin-form request target (RFC 9112 §3.2.1).
     pub fn uri_for(&self, path_and_query: &str) -> Result<Uri, http::Error> {
-        Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
+        Uri::builder().path_and_query(path_and_query).build()
     }
 
-    pub fn send(&self, request: Request<RequestBody>) -> ResponseFuture {
-        let index = WORKER.with(Cell::get);
-        let client = self
-            .worker_clients
-            .get(index)
-            .unwrap_or(&self.control_client);
-        match client {
-            ServerClient::Tcp(client) => client.request(request),
-            ServerClient::Unix(client) => client.request(request),
-        }
+    /// Sends `request` (origin-form target) and returns the response head, its body driving
+    /// the connection (`conn.rs`).
+    pub async fn exchange(
+        &self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, ExchangeError> {
+        self.dialer.exchange(request).await
+    }
+
+    /// The server's `host:port` (or a name for a unix socket): logs only.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
     }
 }
-
-thread_local! {
-    /// The https worker this thread is (see [`set_worker`]); other threads use the last pool.
-    static WORKER: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-/// Marks the calling thread as https worker `index`: its requests use that worker's pools.
-pub fn set_worker(index: usize) {
-    WORKER.with(|worker| worker.set(index));
-}
-
-#[cold]
-fn unreachable_pool() -> ! {
-    unreachable!("an upstream server is built with a worker pool and a control pool")
-}
-
-fn path_label(connector: &CountAnswers<UnixConnector>) -> String {
-    connector.0.path.display().to_string()
-}
-
-/// Connects every request of one server to its unix socket.
-#[derive(Debug, Clone)]
-struct UnixConnector {
-    path: Arc<PathBuf>,
-    timeout: Duration,
-}
-
-impl tower_service::Service<Uri> for UnixConnector {
-    type Response = TokioIo<UnixStream>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: Uri) -> Self::Future {
-        let path = self.path.clone();
-        let timeout = self.timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, UnixStream::connect(path.as_path())).await {
-                Ok(stream) => stream.map(TokioIo::new),
-                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")),
-            }
-        })
-    }
-}
-
-/// The responses one upstream connection has delivered, carried in its [`Connected`] metadata.
-/// A connection that answered before and then closes before answering again is a stale
-/// keep-alive connection (the server closed it while it sat in the pool), not a sick server:
-/// `forward` may send an idempotent request again.
-#[derive(Debug, Clone, Default)]
-pub struct Answers(Arc<AtomicUsize>);
-
-impl Answers {
-    /// The counter of the connection `connected` describes.
-    pub fn of(connected: &Connected) -> Option<Answers> {
-        let mut extensions = http::Extensions::new();
-        connected.get_extras(&mut extensions);
-        extensions.get::<Answers>().cloned()
-    }
-
-    /// A response head arrived on this connection.
-    pub fn record(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The connection was reused: it had answered before.
-    pub fn answered_before(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > 0
-    }
-}
-
-/// Wraps a connector so that each connection carries its own [`Answers`].
-#[derive(Debug, Clone)]
-struct CountAnswers<C>(C);
-
-impl<C> tower_service::Service<Uri> for CountAnswers<C>
-where
-    C: tower_service::Service<Uri>,
-    C::Future: Send + 'static,
-{
-    type Response = Counted<C::Response>;
-    type Error = C::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, C::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), C::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.0.call(uri);
-        Box::pin(async move {
-            let io = connecting.await?;
-            Ok(Counted {
-                io,
-                answers: Answers::default(),
-            })
-        })
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// An upstream connection and its [`Answers`].
-    struct Counted<T> {
-        #[pin]
-        io: T,
-        answers: Answers,
-    }
-}
-
-impl<T: Connection> Connection for Counted<T> {
-    fn connected(&self) -> Connected {
-        self.io.connected().extra(self.answers.clone())
-    }
-}
-
-impl<T: hyper::rt::Read> hyper::rt::Read for Counted<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.project().io.poll_read(cx, buf)
-    }
-}
-
-impl<T: hyper::rt::Write> hyper::rt::Write for Counted<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_shutdown(cx)
-    }
-}
-
-/// What the upstream answered, with the body still streaming.
-pub type UpstreamResponse = Response<Incoming>;
 
 #[cfg(test)]
 mod tests {

@@ -776,12 +776,17 @@ async fn an_upstream_error_mid_body_breaks_the_compressed_stream() {
         .start()
         .await;
     for client in [proxy.client_h1(), proxy.client_h2()] {
-        let response = client
+        // The break may come before the compressor has written anything, and then the head
+        // never leaves either (the upstream connection is driven in the request's task and
+        // can fail within the same poll): the exchange fails whole, which is as good.
+        let Ok(response) = client
             .get(proxy.url("/page"))
             .header("accept-encoding", "gzip")
             .send()
             .await
-            .unwrap();
+        else {
+            continue;
+        };
         assert_eq!(
             response.headers().one("content-encoding").as_deref(),
             Some("gzip")

@@ -647,3 +647,230 @@ async fn a_fresh_connection_closed_before_answering_is_not_resent() {
     assert_proxy_error(&headers, 502, &body, "502 Bad Gateway\n", "fresh close");
     assert_eq!(up.requests(), [(0, "GET /crash HTTP/1.1".to_string())]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The upstream pool's reuse rules (upstream/conn.rs): a connection goes back to its worker's
+// idle list only clean, and is checked before reuse.
+// ---------------------------------------------------------------------------------------------
+
+/// Each request gets its answer with the connection's index, so a test sees which connection
+/// served it.
+fn answer_with_index(index: usize) -> Vec<u8> {
+    let body = format!("conn {index}\n");
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The server closes a keep-alive connection while it is idle (its keep-alive timeout): the
+/// next request, a POST included, goes out on a new connection and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_while_idle_is_not_reused() {
+    let up = ScriptedUpstream::start(|mut conn| async move {
+        if conn.read_request().await.is_some() {
+            conn.write(OK_KEEP_ALIVE).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // dropped: FIN while rampart holds it idle
+    })
+    .await;
+    let proxy = TestProxy::start(&one_route(&[up.server()], "retries = 0")).await;
+    let client = proxy.client_h1();
+    for round in 0..3 {
+        let resp = client
+            .get(proxy.url(&format!("/get/{round}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET {round}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let resp = client
+            .post(proxy.url(&format!("/post/{round}")))
+            .body("payload")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "POST {round}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let requests = up.requests();
+    assert_eq!(requests.len(), 6, "{requests:?}");
+    let connections: std::collections::HashSet<usize> = requests.iter().map(|(c, _)| *c).collect();
+    assert_eq!(
+        connections.len(),
+        6,
+        "a closed connection was reused: {requests:?}"
+    );
+}
+
+/// `Connection: close` from the server: the connection is not reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_server_closes_is_not_reused() {
+    let up = ScriptedUpstream::start(|mut conn| async move {
+        while conn.read_request().await.is_some() {
+            let index = conn.index;
+            let mut answer = answer_with_index(index);
+            if index % 2 == 0 {
+                answer = String::from_utf8(answer)
+                    .unwrap()
+                    .replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1)
+                    .into_bytes();
+                conn.write(&answer).await;
+                // Kept open: only the header says it is over.
+                conn.until_closed().await;
+                return;
+            }
+            conn.write(&answer).await;
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(&one_route(&[up.server()], "retries = 0")).await;
+    let client = proxy.client_h1();
+    for round in 0..6 {
+        let resp = client
+            .get(proxy.url(&format!("/r/{round}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap();
+    }
+    let requests = up.requests();
+    // Every connection that said `Connection: close` served exactly one request.
+    for (index, _) in requests.iter().filter(|(c, _)| c % 2 == 0) {
+        let served = requests.iter().filter(|(c, _)| c == index).count();
+        assert_eq!(
+            served, 1,
+            "connection {index} reused after close: {requests:?}"
+        );
+    }
+}
+
+/// The server answers before it has read the request body (a 413 of its own, say) and the
+/// upload goes on: the next request on the proxy reaches the server as a clean request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_during_an_upload_leaves_no_bytes_behind() {
+    let up = ScriptedUpstream::start(|mut conn| async move {
+        loop {
+            // Read the head only.
+            let head_end = loop {
+                if let Some(pos) = find(&conn.buf, b"\r\n\r\n") {
+                    break pos + 4;
+                }
+                if conn.fill().await.is_none() {
+                    return;
+                }
+            };
+            let head = String::from_utf8_lossy(&conn.buf[..head_end]).into_owned();
+            let line = head.lines().next().unwrap_or_default().to_string();
+            conn.state
+                .requests
+                .lock()
+                .unwrap()
+                .push((conn.index, line.clone()));
+            conn.buf.drain(..head_end);
+            if line.starts_with("POST") {
+                // Early answer, body unread, and the connection kept.
+                conn.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig\n")
+                    .await;
+                // Whatever follows on this connection is the rest of the body: never a head.
+                conn.until_closed().await;
+                return;
+            }
+            conn.write(OK_KEEP_ALIVE).await;
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(&one_route(&[up.server()], "retries = 0")).await;
+    let client = proxy.client_h1();
+    let body = vec![b'x'; 1 << 20];
+    let resp = client
+        .post(proxy.url("/upload"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    for round in 0..5 {
+        let resp = client
+            .get(proxy.url(&format!("/after/{round}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "round {round}");
+    }
+    let requests = up.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|(_, line)| line.starts_with("POST /upload ") || line.starts_with("GET /after/")),
+        "a request arrived garbled: {requests:?}"
+    );
+    let post_conn = requests
+        .iter()
+        .find(|(_, l)| l.starts_with("POST"))
+        .unwrap()
+        .0;
+    assert_eq!(
+        requests.iter().filter(|(c, _)| *c == post_conn).count(),
+        1,
+        "the connection of the early answer was reused: {requests:?}"
+    );
+}
+
+/// The client goes away in the middle of a large response: that upstream connection is not
+/// reused (it still has body bytes in flight), and the next request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_dropped_midway_does_not_return_its_connection() {
+    let up = ScriptedUpstream::start(|mut conn| async move {
+        while let Some(line) = conn.read_request().await {
+            if line.starts_with("GET /big") {
+                let mut answer =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 4 << 20).into_bytes();
+                answer.extend(std::iter::repeat_n(b'b', 4 << 20));
+                if !conn.write(&answer).await {
+                    return;
+                }
+            } else if !conn.write(&answer_with_index(conn.index)).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(&one_route(&[up.server()], "retries = 0")).await;
+    for round in 0..3 {
+        let mut tls = proxy.tls().await;
+        tokio::io::AsyncWriteExt::write_all(
+            &mut tls,
+            format!("GET /big/{round} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut some = vec![0u8; 32 * 1024];
+        tokio::io::AsyncReadExt::read_exact(&mut tls, &mut some)
+            .await
+            .unwrap();
+        drop(tls);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let resp = proxy
+            .client_h1()
+            .get(proxy.url(&format!("/small/{round}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        assert!(text.starts_with("conn "), "{text:?}");
+    }
+    let requests = up.requests();
+    for (at, (index, line)) in requests.iter().enumerate() {
+        if line.starts_with("GET /big") {
+            assert!(
+                requests[at + 1..].iter().all(|(c, _)| c != index),
+                "the connection of {line} was reused after the client dropped it: {requests:?}"
+            );
+        }
+    }
+}

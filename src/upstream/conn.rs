@@ -1,0 +1,544 @@
+//! Upstream HTTP/1.1 connections driven in the request's own task (issue 18).
+//!
+//! A connection is hyper's bare client connection (`hyper::client::conn::http1`): its
+//! `SendRequest` half and its `Connection` future (what writes the request and reads the answer)
+//! are polled together by the request that uses it, and then by the response body
+//! ([`UpstreamBody`]) until the body ends. No task is spawned per connection, so a request wakes
+//! nothing but itself: the legacy pooled client's dispatch channel, its oneshot and the wake-up
+//! of a second task are gone from every request.
+//!
+//! A clean connection (whole response read, no `Connection: close`, not poisoned) goes back to
+//! its worker's idle list, a `thread_local!` (each https worker is a thread, `crate::runtime`):
+//! no lock, no atomics. The list is bounded (`keepalive`) and aged (`keepalive_timeout`), and a
+//! connection is checked before reuse ([`still_idle`]).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::future::{poll_fn, Future};
+use std::io;
+use std::path::PathBuf;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::CONNECTION;
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::body::RequestBody;
+
+/// Where a server's connections go, and how its idle ones are kept.
+#[derive(Debug)]
+pub struct Dialer {
+    /// Keys the idle lists: unique per server of a snapshot.
+    id: u64,
+    target: Target,
+    connect_timeout: Duration,
+    keepalive: usize,
+    keepalive_timeout: Duration,
+}
+
+#[derive(Debug)]
+enum Target {
+    /// `host:port`, resolved at connect time.
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+impl Dialer {
+    pub fn tcp(
+        authority: &str,
+        connect_timeout: Duration,
+        keepalive: usize,
+        idle: Duration,
+    ) -> Self {
+        Self::new(
+            Target::Tcp(authority.to_owned()),
+            connect_timeout,
+            keepalive,
+            idle,
+        )
+    }
+
+    pub fn unix(
+        path: PathBuf,
+        connect_timeout: Duration,
+        keepalive: usize,
+        idle: Duration,
+    ) -> Self {
+        Self::new(Target::Unix(path), connect_timeout, keepalive, idle)
+    }
+
+    fn new(target: Target, connect_timeout: Duration, keepalive: usize, idle: Duration) -> Self {
+        Dialer {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            target,
+            connect_timeout,
+            keepalive,
+            keepalive_timeout: idle,
+        }
+    }
+
+    /// Sends `request` on an idle connection of this worker, or a new one, and returns the
+    /// response head with a body that drives the connection to the end.
+    pub async fn exchange(
+        &self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, ExchangeError> {
+        let mut request = request;
+        loop {
+            let conn = match self.take_idle() {
+                Some(conn) => conn,
+                None => self.connect().await?,
+            };
+            let reused = conn.reused;
+            match exchange(conn, request).await {
+                Ok((response, conn)) => {
+                    let keep_alive = !asks_to_close(response.headers());
+                    let pool = Pool {
+                        id: self.id,
+                        keepalive: self.keepalive,
+                        keepalive_timeout: self.keepalive_timeout,
+                    };
+                    return Ok(response.map(|body| UpstreamBody {
+                        body,
+                        conn,
+                        keep_alive,
+                        ended: false,
+                        pool,
+                    }));
+                }
+                // hyper hands a request back only when not a byte of it was written: a pooled
+                // connection the server closed just as it was reused. Safe to send again, on a
+                // new connection, whatever the method.
+                Err(mut err) => match err.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => {
+                        return Err(ExchangeError::Failed {
+                            error: err.into_error(),
+                            reused,
+                        })
+                    }
+                },
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<UpstreamConn, ExchangeError> {
+        let stream = match tokio::time::timeout(self.connect_timeout, self.open()).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => return Err(ExchangeError::Connect(err)),
+            Err(_) => {
+                return Err(ExchangeError::Connect(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connect timeout",
+                )))
+            }
+        };
+        let (send, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|err| ExchangeError::Connect(io::Error::other(err)))?;
+        Ok(UpstreamConn {
+            send,
+            conn: Box::pin(conn.with_upgrades()),
+            reused: false,
+            idle_since: Instant::now(),
+        })
+    }
+
+    async fn open(&self) -> io::Result<Stream> {
+        match &self.target {
+            Target::Tcp(authority) => {
+                let tcp = TcpStream::connect(authority.as_str()).await?;
+                tcp.set_nodelay(true)?;
+                Ok(Stream::Tcp(tcp))
+            }
+            Target::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+        }
+    }
+
+    /// The most recently used idle connection of this worker that is still fit for a request.
+    fn take_idle(&self) -> Option<UpstreamConn> {
+        loop {
+            let mut conn = IDLE
+                .try_with(|idle| idle.borrow_mut().get_mut(&self.id)?.pop_back())
+                .ok()??;
+            if conn.idle_since.elapsed() > self.keepalive_timeout {
+                // The back is the most recent: the rest are older still.
+                let stale = IDLE
+                    .try_with(|idle| idle.borrow_mut().remove(&self.id))
+                    .ok()
+                    .flatten();
+                drop((conn, stale));
+                return None;
+            }
+            if still_idle(&mut conn) && conn.send.is_ready() {
+                return Some(conn);
+            }
+        }
+    }
+}
+
+/// Why an exchange got no response head.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// No connection could be opened (refused, unreachable, `connect_timeout`).
+    Connect(io::Error),
+    /// The request was (at least partly) sent and the exchange failed; `reused`: on a
+    /// connection that had answered before.
+    Failed { error: hyper::Error, reused: bool },
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExchangeError::Connect(err) => write!(f, "connect: {err}"),
+            ExchangeError::Failed { error, .. } => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for ExchangeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ExchangeError::Connect(err) => Some(err),
+            ExchangeError::Failed { error, .. } => Some(error),
+        }
+    }
+}
+
+impl ExchangeError {
+    pub fn is_connect(&self) -> bool {
+        matches!(self, ExchangeError::Connect(_))
+    }
+
+    /// The request went out on a pooled connection that had answered before, and that
+    /// connection closed before any byte of a response: the server most likely closed it while
+    /// it sat idle (the keep-alive race) and never processed the request. `forward` sends only
+    /// idempotent requests again, since "most likely" is not "surely".
+    pub fn on_stale_connection(&self) -> bool {
+        matches!(self, ExchangeError::Failed { error, reused: true } if closed_before_response(error))
+    }
+}
+
+fn closed_before_response(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            if matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// hyper's `UpgradeableConnection` cannot be named: a boxed future, one allocation per
+/// connection (not per request).
+type Conn = dyn Future<Output = Result<(), hyper::Error>> + Send;
+
+/// One upstream connection: hyper's two halves, kept together because nobody else polls the
+/// connection.
+pub struct UpstreamConn {
+    send: http1::SendRequest<RequestBody>,
+    conn: Pin<Box<Conn>>,
+    /// Taken from the idle list (false: just connected).
+    reused: bool,
+    idle_since: Instant,
+}
+
+impl std::fmt::Debug for UpstreamConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConn")
+            .field("reused", &self.reused)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamConn {
+    /// Drives the connection to its end (after an upgrade: until hyper hands the socket over).
+    pub async fn run(mut self) {
+        let _ = self.conn.as_mut().await;
+    }
+}
+
+type SendResult = Result<
+    (Response<Incoming>, Option<UpstreamConn>),
+    hyper::client::conn::TrySendError<Request<RequestBody>>,
+>;
+
+/// Sends the request and waits for the response head, polling the connection meanwhile.
+/// Gives the connection back unless it ended.
+async fn exchange(upstream: UpstreamConn, request: Request<RequestBody>) -> SendResult {
+    let UpstreamConn {
+        mut send,
+        conn,
+        reused,
+        idle_since,
+    } = upstream;
+    let mut conn = Some(conn);
+    let mut response = pin!(send.try_send_request(request));
+    let result = poll_fn(|cx| {
+        if let Some(running) = conn.as_mut() {
+            if running.as_mut().poll(cx).is_ready() {
+                // Closed or failed: dropping it completes the response future with an error
+                // (or the request handed back unsent) if no answer came first.
+                conn = None;
+            }
+        }
+        response.as_mut().poll(cx)
+    })
+    .await;
+    result.map(|response| {
+        let conn = conn.map(|conn| UpstreamConn {
+            send,
+            conn,
+            reused,
+            idle_since,
+        });
+        (response, conn)
+    })
+}
+
+/// The response's `Connection` header asks to close after it (RFC 9112 §9.6).
+fn asks_to_close(headers: &HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
+
+/// Where a released connection goes.
+#[derive(Debug, Clone, Copy)]
+struct Pool {
+    id: u64,
+    keepalive: usize,
+    keepalive_timeout: Duration,
+}
+
+thread_local! {
+    /// This worker's idle upstream connections per server, most recently used at the back.
+    /// Only this thread touches it, never across an `.await`.
+    static IDLE: RefCell<HashMap<u64, VecDeque<UpstreamConn>>> = RefCell::new(HashMap::new());
+}
+
+/// The upstream's response body: it also drives the upstream connection until the body ends,
+/// then gives the connection back to its worker's idle list.
+pub struct UpstreamBody {
+    body: Incoming,
+    conn: Option<UpstreamConn>,
+    keep_alive: bool,
+    /// The body gave its last frame.
+    ended: bool,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody")
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamBody {
+    /// The connection is never reused: its framing was ambiguous.
+    pub fn poison(&mut self) {
+        self.keep_alive = false;
+    }
+
+    /// For an upgrade: the connection, to be driven until hyper hands the socket over.
+    pub fn take_connection(&mut self) -> Option<UpstreamConn> {
+        self.conn.take()
+    }
+
+    /// Back to the idle list when the whole response was read and the server keeps the
+    /// connection alive; otherwise dropping it closes it.
+    fn release(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if !self.keep_alive || !(self.ended || self.body.is_end_stream()) {
+            return;
+        }
+        // One more turn, so that the connection sees the response end and is ready for the next
+        // request; usually it already is.
+        if !(conn.send.is_ready() || (still_idle(&mut conn) && conn.send.is_ready())) {
+            return;
+        }
+        conn.reused = true;
+        conn.idle_since = Instant::now();
+        let pool = self.pool;
+        let evicted = IDLE
+            .try_with(|idle| {
+                let mut idle = idle.borrow_mut();
+                let list = idle.entry(pool.id).or_default();
+                let mut evicted = Vec::new();
+                while list.front().is_some_and(|oldest| {
+                    list.len() >= pool.keepalive
+                        || oldest.idle_since.elapsed() > pool.keepalive_timeout
+                }) {
+                    evicted.extend(list.pop_front());
+                }
+                if pool.keepalive > 0 {
+                    list.push_back(conn);
+                }
+                evicted
+            })
+            .unwrap_or_default();
+        // Closed outside the borrow.
+        drop(evicted);
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        // The connection first: it is what reads the body into `Incoming`.
+        if let Some(conn) = this.conn.as_mut() {
+            if conn.conn.as_mut().poll(cx).is_ready() {
+                this.conn = None;
+            }
+        }
+        let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
+        match &frame {
+            Some(Err(_)) => this.conn = None,
+            None => {
+                this.ended = true;
+                this.release();
+            }
+            // hyper's server stops polling a body once `is_end_stream()`: release now.
+            Some(Ok(_)) if this.body.is_end_stream() => this.release(),
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    /// An empty or `Content-Length`-ended body may never be polled to its end: its connection
+    /// goes back here (only when the whole body was read).
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// The check before reuse: polls the idle connection once, with a no-op waker and outside
+/// tokio's cooperative budget (a spent budget would make any read look pending).
+///
+/// hyper's HTTP/1 client, with no request in flight, does a read that must find nothing: end
+/// of file (the server closed it, as a keep-alive timeout does), bytes (an answer nobody asked
+/// for: the connection is out of step) or an error complete the future, and the connection is
+/// dropped. Only a read that would block leaves it pending: open and silent, the state in which
+/// nginx's and Pingora's pools reuse a connection too. A close still in flight is the race
+/// every pool has; hyper then hands an unwritten request back and [`Dialer::exchange`] sends
+/// it again on a new connection.
+fn still_idle(conn: &mut UpstreamConn) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    let probe = tokio::task::unconstrained(poll_fn(|cx| {
+        Poll::Ready(conn.conn.as_mut().poll(cx).is_pending())
+    }));
+    matches!(pin!(probe).poll(&mut cx), Poll::Ready(true))
+}
+
+/// A TCP or unix-socket stream.
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
