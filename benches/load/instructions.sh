@@ -3,8 +3,10 @@
 # work that does not move with the load of a shared machine (req/s there swings by ±40% from one
 # round to the next; this count by about 1%).
 #
-# For rampart and for the stack floor (examples/stack_floor.rs: the same crates, none of
-# rampart's work), over HTTP/1.1 keep-alive (h2load --h1, 10 connections) or HTTP/2 (H2=1): runs
+# For rampart, for the stack floor (examples/stack_floor.rs: the same crates, none of rampart's
+# work) and for the per-core floor (examples/stack_floor_per_core.rs: that floor with a
+# current-thread runtime per worker and the upstream connections driven in the request's task),
+# over HTTP/1.1 keep-alive (h2load --h1, 10 connections) or HTTP/2 (H2=1): runs
 # the server under callgrind twice, for N and 2N requests to the bench upstream, and prints
 # (instructions of the 2N run - instructions of the N run) / N, so start-up, handshakes and
 # shutdown cancel out. The callgrind files are kept in $OUT for `callgrind_annotate`.
@@ -13,7 +15,7 @@
 #   N=5000 H2=1 bash benches/load/instructions.sh
 #
 # Needs valgrind and h2load (nghttp2-client): installed with apt-get when missing. Takes about
-# two minutes. valgrind counts a `rep movsb` copy byte by byte, so large memcpy weighs more here
+# three minutes. valgrind counts a `rep movsb` copy byte by byte, so large memcpy weighs more here
 # than in time.
 set -euo pipefail
 
@@ -28,7 +30,8 @@ cd "$repo"
 source "$repo/benches/load/lib.sh"
 need_tools valgrind:valgrind h2load:nghttp2-client
 
-cargo build --release --quiet --bin rampart --example bench_upstream --example stack_floor
+cargo build --release --quiet --bin rampart --example bench_upstream --example stack_floor \
+    --example stack_floor_per_core
 bin=${CARGO_TARGET_DIR:-$repo/target}/release
 OUT=${OUT:-$(mktemp -d)}
 "$bin/rampart" cert --host localhost --host 127.0.0.1 --out "$OUT/certs" >/dev/null 2>&1
@@ -73,8 +76,12 @@ per_request() { # name command...
 rampart=$(per_request rampart "$bin/rampart" run --no-watch -c "$OUT/rampart.toml")
 floor=$(per_request floor "$bin/examples/stack_floor" "127.0.0.1:$PORT" \
     "127.0.0.1:$UPSTREAM_PORT" "$OUT/certs/dev.crt" "$OUT/certs/dev.key")
+# Two workers, as the others (TOKIO_WORKER_THREADS does not apply to its own threads).
+floor2=$(per_request floor2 "$bin/examples/stack_floor_per_core" "127.0.0.1:$PORT" \
+    "127.0.0.1:$UPSTREAM_PORT" "$OUT/certs/dev.crt" "$OUT/certs/dev.key" 2)
 echo "instructions per request ($([ "$H2" = 1 ] && echo HTTP/2 || echo HTTP/1.1), N=$N):"
-echo "  rampart      $rampart"
-echo "  stack floor  $floor"
-echo "  rampart / floor: $(ratio "$rampart" "$floor")"
+echo "  rampart         $rampart"
+echo "  stack floor     $floor"
+echo "  per-core floor  $floor2"
+echo "  rampart / floor: $(ratio "$rampart" "$floor"), per-core floor / floor: $(ratio "$floor2" "$floor")"
 echo "callgrind files: $OUT (callgrind_annotate $OUT/rampart-2n.out)"

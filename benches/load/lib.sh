@@ -53,8 +53,14 @@ wrk_percentile_ms() { # PERCENT
     to_ms "${value:-0}"
 }
 
+# From wrk's output: the requests completed ("123456 requests in 10.00s, ...").
+wrk_requests() { awk '$2 == "requests" && $3 == "in" { print $1 }'; }
+
 # From h2load's output: requests/s.
 h2load_rps() { awk '$1 == "finished" { for (i = 1; i <= NF; i++) if ($i == "req/s,") print $(i - 1) }'; }
+
+# From h2load's output: the requests done in the measured period (after the warm-up).
+h2load_requests() { awk '$1 == "requests:" { for (i = 2; i <= NF; i++) if ($i == "done,") print $(i - 1) }'; }
 
 # From h2load's --log-file (start µs, status, duration µs per request): a percentile in ms.
 h2load_log_percentile_ms() { # FILE PERCENT
@@ -66,7 +72,7 @@ h2load_log_percentile_ms() { # FILE PERCENT
 
 # The median of the numbers on stdin (whitespace or newline separated).
 median() {
-    tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 }
+    tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{ v[NR] = $1 }
         END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
               else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
@@ -80,6 +86,26 @@ tree_status_kib() { # PID FIELD
         total=$((total + ${kib:-0}))
     done
     echo "$total"
+}
+
+# CPU time (user + system) of PID and its children (nginx: master + workers), in clock ticks.
+# Fields 14 and 15 of /proc/PID/stat; counted after the ")" that ends the command name.
+tree_cpu_ticks() { # PID
+    local pids total=0 pid ticks
+    # `|| true`: no children is not an error (this also runs outside a command substitution,
+    # where `set -e` applies).
+    pids="$1 $(pgrep -P "$1" | tr '\n' ' ' || true)"
+    for pid in $pids; do
+        ticks=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }' || true)
+        total=$((total + ${ticks:-0}))
+    done
+    echo "$total"
+}
+
+# CPU µs per request from a tick count (tree_cpu_ticks) over a number of requests.
+cpu_us_per_request() { # TICKS REQUESTS
+    awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { if (n + 0 == 0) print "-"; else printf "%.1f", t * 1000000 / hz / n }'
 }
 
 # KiB → MiB with one decimal.
