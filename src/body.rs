@@ -116,6 +116,8 @@ pin_project_lite::pin_project! {
         // Shared with the exchange that forwards it, which drops the client's body when it
         // gives up (see [`AbandonBody`]). `None`: no body.
         inner: Option<Arc<Mutex<Option<Incoming>>>>,
+        // The client's body ended: its `Incoming` is let go (see `AbandonBody::unfinished`).
+        finished: bool,
         seen: u64,
         limit: u64,
         stall_timeout: Duration,
@@ -130,6 +132,7 @@ impl RequestBody {
     pub fn new(inner: Incoming, limit: u64, stall_timeout: Duration) -> Self {
         RequestBody {
             inner: Some(Arc::new(Mutex::new(Some(inner)))),
+            finished: false,
             seen: 0,
             limit,
             stall_timeout,
@@ -142,6 +145,7 @@ impl RequestBody {
     pub fn empty() -> Self {
         RequestBody {
             inner: None,
+            finished: true,
             seen: 0,
             limit: 0,
             stall_timeout: Duration::ZERO,
@@ -175,6 +179,9 @@ impl Body for RequestBody {
         let Some(slot) = this.inner.as_ref() else {
             return Poll::Ready(None);
         };
+        if *this.finished {
+            return Poll::Ready(None);
+        }
         let mut slot = lock(slot);
         let Some(inner) = slot.as_mut() else {
             return Poll::Ready(Some(Err(Box::new(BodyAbandoned))));
@@ -200,6 +207,12 @@ impl Body for RequestBody {
             }
         }
         match polled {
+            // Trailers end a body: hyper writes the last chunk with them and may never ask again.
+            Some(Ok(frame)) if frame.is_trailers() => {
+                *this.finished = true;
+                drop(slot.take());
+                Poll::Ready(Some(Ok(frame)))
+            }
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     *this.seen += data.len() as u64;
@@ -211,14 +224,21 @@ impl Body for RequestBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(err)) => Poll::Ready(Some(Err(Box::new(ClientBodyError(err))))),
-            None => Poll::Ready(None),
+            None => {
+                // Read to its end: nothing is left to abandon, and `unfinished` says so.
+                *this.finished = true;
+                drop(slot.take());
+                Poll::Ready(None)
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner
-            .as_ref()
-            .is_none_or(|slot| lock(slot).as_ref().is_none_or(Body::is_end_stream))
+        self.finished
+            || self
+                .inner
+                .as_ref()
+                .is_none_or(|slot| lock(slot).as_ref().is_none_or(Body::is_end_stream))
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -247,6 +267,13 @@ fn lock(slot: &Mutex<Option<Incoming>>) -> std::sync::MutexGuard<'_, Option<Inco
 pub struct AbandonBody(Arc<Mutex<Option<Incoming>>>);
 
 impl AbandonBody {
+    /// The client is still sending the body (its end has not been read).
+    pub fn unfinished(&self) -> bool {
+        lock(&self.0)
+            .as_ref()
+            .is_some_and(|body| !body.is_end_stream())
+    }
+
     pub fn abandon(&self) {
         let body = lock(&self.0).take();
         drop(body);

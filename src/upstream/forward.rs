@@ -351,7 +351,11 @@ pub async fn forward(
             }
         }
     };
-    // A response: the body streams on (an app may answer before it has read it all).
+    // A response: the body streams on (an app may answer before it has read it all). An
+    // HTTP/1.1 client still uploading then is told that this connection ends with the
+    // response: the upload goes no further than the upstream connection, which closes with it.
+    let upload_unfinished =
+        parts.version < Version::HTTP_2 && abandon.0.as_ref().is_some_and(AbandonBody::unfinished);
     abandon.0 = None;
     let server_label = &pick.server.label;
     let in_flight = pick.in_flight;
@@ -377,6 +381,11 @@ pub async fn forward(
         body.poison();
     }
     strip_hop_by_hop(&mut parts.headers);
+    if upload_unfinished {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     Ok(Response::from_parts(
         parts,
         ResponseBody::upstream(body, in_flight),

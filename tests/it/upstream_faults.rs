@@ -793,6 +793,8 @@ async fn an_early_answer_during_an_upload_leaves_no_bytes_behind() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
+    // The upload is cut short with the upstream connection: the client is told so.
+    assert_eq!(resp.headers().one("connection").as_deref(), Some("close"));
     for round in 0..5 {
         let resp = client
             .get(proxy.url(&format!("/after/{round}")))
@@ -827,11 +829,18 @@ async fn a_response_dropped_midway_does_not_return_its_connection() {
     let up = ScriptedUpstream::start(|mut conn| async move {
         while let Some(line) = conn.read_request().await {
             if line.starts_with("GET /big") {
-                let mut answer =
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 4 << 20).into_bytes();
-                answer.extend(std::iter::repeat_n(b'b', 4 << 20));
-                if !conn.write(&answer).await {
+                // Far more than loopback socket buffers hold (a few MiB each way), so the body
+                // is still in flight when the client goes.
+                const SIZE: usize = 64 << 20;
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+                if !conn.write(head.as_bytes()).await {
                     return;
+                }
+                let chunk = vec![b'b'; 1 << 20];
+                for _ in 0..SIZE / chunk.len() {
+                    if !conn.write(&chunk).await {
+                        return;
+                    }
                 }
             } else if !conn.write(&answer_with_index(conn.index)).await {
                 return;
