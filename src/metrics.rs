@@ -48,12 +48,17 @@ pub struct Metrics {
     /// `rampart_upstream_server_healthy{upstream, server}`: 1 healthy, 0 ejected.
     pub upstream_server_healthy: IntGaugeVec,
     /// `rampart_listen_restart_required{key}`: 1 while the config's `listen.https`,
-    /// `listen.http` or `listen.admin` differs from the address actually bound.
+    /// `listen.http`, `listen.admin` or `listen.workers` differs from what is running.
     pub listen_restart_required: IntGaugeVec,
 }
 
 /// The listen keys a reload cannot apply (sockets are bound once).
-pub const LISTEN_KEYS: [&str; 3] = ["listen.https", "listen.http", "listen.admin"];
+pub const LISTEN_KEYS: [&str; 4] = [
+    "listen.https",
+    "listen.http",
+    "listen.admin",
+    "listen.workers",
+];
 
 impl Metrics {
     pub fn new() -> Self {

@@ -101,13 +101,17 @@ impl Reloader {
     }
 }
 
-/// Listeners are bound once: an address that differs from the bound one is reported on every
-/// reload (log and `rampart_listen_restart_required`), and the bound one keeps serving.
+/// Listeners are bound once: an address that differs from the bound one (or another number of
+/// workers) is reported on every reload (log and `rampart_listen_restart_required`), and the
+/// bound listeners keep serving.
 fn report_listen_changes(bound: &Listen, next: &Listen, metrics: &Metrics) {
+    let text =
+        |addr: Option<std::net::SocketAddr>| addr.map_or("none".to_string(), |a| a.to_string());
     let pairs = [
-        (Some(bound.https), Some(next.https)),
-        (bound.http, next.http),
-        (bound.admin, next.admin),
+        (text(Some(bound.https)), text(Some(next.https))),
+        (text(bound.http), text(next.http)),
+        (text(bound.admin), text(next.admin)),
+        (bound.workers.to_string(), next.workers.to_string()),
     ];
     for (key, (bound, configured)) in crate::metrics::LISTEN_KEYS.into_iter().zip(pairs) {
         let differs = bound != configured;
@@ -118,8 +122,8 @@ fn report_listen_changes(bound: &Listen, next: &Listen, metrics: &Metrics) {
         if differs {
             tracing::warn!(
                 key,
-                bound = ?bound,
-                configured = ?configured,
+                bound = %bound,
+                configured = %configured,
                 "listen address changed: restart rampart to apply it; the running listeners stay as they are"
             );
         }

@@ -88,8 +88,7 @@ pub fn validate(
         CookiePolicy::OFF
     });
     let limit_store = rate_limit_store(&mut v, &file.rate_limit);
-    let workers = listen.as_ref().map_or(1, |listen| listen.workers);
-    let upstreams = upstreams(&mut v, &file.upstreams, workers);
+    let upstreams = upstreams(&mut v, &file.upstreams);
     let router = routes(
         &mut v,
         &file.routes,
@@ -649,7 +648,6 @@ fn route_rate_limit(
 fn upstreams(
     v: &mut Validator<'_>,
     upstreams: &BTreeMap<String, model::Upstream>,
-    workers: usize,
 ) -> BTreeMap<String, Arc<Upstream>> {
     let mut compiled = BTreeMap::new();
     for (name, upstream) in upstreams {
@@ -702,7 +700,6 @@ fn upstreams(
                 passive_failures: upstream.passive_failures,
                 keepalive: upstream.keepalive as usize,
                 keepalive_timeout: upstream.keepalive_timeout.0,
-                workers,
             };
             compiled.insert(
                 name.clone(),

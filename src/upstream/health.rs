@@ -517,7 +517,6 @@ mod tests {
             passive_failures: 3,
             keepalive: 16,
             keepalive_timeout: Duration::from_secs(60),
-            workers: 1,
         };
         let addrs = servers
             .iter()

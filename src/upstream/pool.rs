@@ -75,8 +75,6 @@ pub struct UpstreamSettings {
     /// Idle keep-alive connections kept per server and worker.
     pub keepalive: usize,
     pub keepalive_timeout: Duration,
-    /// The https listener's workers: each has a pool of its own.
-    pub workers: usize,
 }
 
 /// A named group of app servers.
@@ -361,7 +359,6 @@ mod tests {
             passive_failures,
             keepalive: 16,
             keepalive_timeout: Duration::from_secs(60),
-            workers: 1,
         };
         Upstream::new("app".into(), addrs, settings)
     }

@@ -659,4 +659,17 @@ async fn an_unapplied_listen_address_stays_flagged_across_reloads() {
     proxy.handle().reload(snapshot);
     assert_eq!(flag(), 0);
     assert_eq!(readyz().await, "ready\n");
+    // Another number of workers needs a restart too.
+    let more_workers = proxy
+        .config
+        .replacen("[listen]\n", "[listen]\nworkers = 7\n", 1);
+    assert_ne!(more_workers, proxy.config);
+    proxy
+        .handle()
+        .reload(rampart::config::load_str(&more_workers, "test.toml").unwrap());
+    let body = readyz().await;
+    assert!(
+        body.contains("restart required to apply: listen.workers"),
+        "{body}"
+    );
 }
