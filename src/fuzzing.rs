@@ -1083,9 +1083,12 @@ pub fn error_heads(data: &[u8]) {
                     }
                     continue;
                 }
+                // A `101` is a response of the service: only while one is open.
                 3 => {
-                    gate.upgraded();
-                    tunnel = true;
+                    if let Some(end) = &end {
+                        end.upgraded();
+                        tunnel = true;
+                    }
                     continue;
                 }
                 4 => HEAD.to_vec(),

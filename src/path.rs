@@ -72,7 +72,7 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
     for segment in decoded.split('/').skip(1) {
-        if is_dot_with_parameter(segment) {
+        if is_dot_with_parameter(segment.as_bytes()) {
             return Err(PathError::DotSegmentParameter);
         }
         trailing_slash = false;
@@ -113,7 +113,7 @@ pub fn forwarded_form(raw: &str) -> Result<String, PathError> {
         if decoded.contains(&0) {
             return Err(PathError::Nul);
         }
-        if is_dot_with_parameter(&String::from_utf8_lossy(&decoded)) {
+        if is_dot_with_parameter(&decoded) {
             return Err(PathError::DotSegmentParameter);
         }
         trailing_slash = true;
@@ -149,8 +149,8 @@ pub fn has_encoded_separator(raw: &str) -> bool {
 }
 
 /// `..;jsessionid=x` or `.;x`: what Tomcat's path-parameter stripping turns into a dot segment.
-fn is_dot_with_parameter(segment: &str) -> bool {
-    matches!(segment.split_once(';'), Some((".." | ".", _)))
+fn is_dot_with_parameter(segment: &[u8]) -> bool {
+    segment.starts_with(b"..;") || segment.starts_with(b".;")
 }
 
 fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {

@@ -18,6 +18,9 @@ use crate::listener::limit::ConnectionLimiter;
 use crate::metrics::Metrics;
 use crate::Shared;
 
+/// How often a worker closes its expired idle upstream connections.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The kernel's accept queue per worker listener (tokio's `TcpListener::bind` uses the same).
 const BACKLOG: u32 = 1024;
 
@@ -64,6 +67,15 @@ impl Worker {
             .name(format!("rampart-w{}", self.index))
             .spawn(move || {
                 runtime.block_on(async move {
+                    // Idle upstream connections past `keepalive_timeout` are closed even while
+                    // the worker has no traffic (the task ends with the runtime).
+                    tokio::spawn(async {
+                        let mut every = tokio::time::interval(SWEEP_INTERVAL);
+                        loop {
+                            every.tick().await;
+                            crate::upstream::conn::sweep_idle();
+                        }
+                    });
                     match TcpListener::from_std(self.listener) {
                         Ok(listener) => {
                             crate::listener::https::run(

@@ -174,7 +174,6 @@ pub async fn run(
                 // Only HTTP/2 has streams a client can reset.
                 let watch = h2.then(|| service_resets.begin());
                 let end = service_gate.as_ref().map(|gate| gate.response_begins());
-                let gate = service_gate.clone();
                 // Boxed: the pipeline's future is several KiB, and hyper moves the service
                 // future into its dispatcher; a box moves as a pointer (callgrind showed the
                 // copy as the largest single cost per request).
@@ -188,9 +187,9 @@ pub async fn run(
                     if let Some(watch) = watch {
                         watch.answered();
                     }
-                    if let (Some(gate), Ok(response)) = (&gate, &response) {
+                    if let (Some(end), Ok(response)) = (&end, &response) {
                         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                            gate.upgraded();
+                            end.upgraded();
                         }
                     }
                     response.map(|response| {

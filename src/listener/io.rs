@@ -247,11 +247,6 @@ impl ResponseGate {
         ResponseEnd(self.clone())
     }
 
-    /// A `101` went out: nothing written on this connection is hyper's error head any more.
-    pub fn upgraded(&self) {
-        self.tunnel.store(true, Ordering::Release);
-    }
-
     /// hyper flushes only once its whole write buffer is out: after the body's end, the
     /// response is then complete on the wire.
     fn flushed(&self) {
@@ -268,6 +263,13 @@ impl ResponseGate {
 /// Held by a response body (HTTP/1): dropped when hyper is done with the body.
 #[derive(Debug)]
 pub struct ResponseEnd(Arc<ResponseGate>);
+
+impl ResponseEnd {
+    /// A `101` went out: nothing written on this connection is hyper's error head any more.
+    pub fn upgraded(&self) {
+        self.0.tunnel.store(true, Ordering::Release);
+    }
+}
 
 impl Drop for ResponseEnd {
     fn drop(&mut self) {

@@ -4,13 +4,24 @@
 //! `SendRequest` half and its `Connection` future (what writes the request and reads the answer)
 //! are polled together by the request that uses it, and then by the response body
 //! ([`UpstreamBody`]) until the body ends. No task is spawned per connection, so a request wakes
-//! nothing but itself: the legacy pooled client's dispatch channel, its oneshot and the wake-up
-//! of a second task are gone from every request.
+//! nothing but itself: hyper-util's pool (its lock, the hashing of its key, its checkout) and
+//! the wake-up of a second task, often on the other core, are gone from every request. (hyper's
+//! `SendRequest` still hands the request to its `Connection` through a channel, within the task.)
 //!
 //! A clean connection (whole response read, no `Connection: close`, not poisoned) goes back to
 //! its worker's idle list, a `thread_local!` (each https worker is a thread, `crate::runtime`):
-//! no lock, no atomics. The list is bounded (`keepalive`) and aged (`keepalive_timeout`), and a
-//! connection is checked before reuse ([`still_idle`]).
+//! no lock, no atomics. The list is bounded (`keepalive`); a connection idle longer than
+//! `keepalive_timeout` is closed, on reuse or by [`sweep_idle`] (lists of servers a reload
+//! removed included).
+//!
+//! The check before reuse is hyper's own: a client connection with no request in flight reads
+//! with `require_empty_read` before it writes, so one that was closed (the server's keep-alive
+//! timeout) or that received bytes nobody asked for (out of step) fails the send and hands the
+//! request back unwritten; [`Dialer::exchange`] then sends it on a new connection (tests:
+//! `upstream_faults::a_connection_closed_while_idle_is_not_reused`,
+//! `a_connection_with_stray_bytes_while_idle_is_not_reused`). A close still in flight when the
+//! request is written is the race every pool has: `forward` resends only bodiless idempotent
+//! requests then.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -37,12 +48,9 @@ use crate::body::RequestBody;
 /// Where a server's connections go, and how its idle ones are kept.
 #[derive(Debug)]
 pub struct Dialer {
-    /// Keys the idle lists: unique per server of a snapshot.
-    id: u64,
     target: Target,
     connect_timeout: Duration,
-    keepalive: usize,
-    keepalive_timeout: Duration,
+    pool: Pool,
 }
 
 #[derive(Debug)]
@@ -80,11 +88,13 @@ impl Dialer {
 
     fn new(target: Target, connect_timeout: Duration, keepalive: usize, idle: Duration) -> Self {
         Dialer {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             target,
             connect_timeout,
-            keepalive,
-            keepalive_timeout: idle,
+            pool: Pool {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                keepalive,
+                keepalive_timeout: idle,
+            },
         }
     }
 
@@ -95,8 +105,11 @@ impl Dialer {
         request: Request<RequestBody>,
     ) -> Result<Response<UpstreamBody>, ExchangeError> {
         let mut request = request;
+        // After hyper handed a request back, it goes on a new connection.
+        let mut reuse = true;
         loop {
-            let conn = match self.take_idle() {
+            let idle = if reuse { self.pool.take() } else { None };
+            let conn = match idle {
                 Some(conn) => conn,
                 None => self.connect().await?,
             };
@@ -104,11 +117,7 @@ impl Dialer {
             match exchange(conn, request).await {
                 Ok((response, conn)) => {
                     let keep_alive = !asks_to_close(response.headers());
-                    let pool = Pool {
-                        id: self.id,
-                        keepalive: self.keepalive,
-                        keepalive_timeout: self.keepalive_timeout,
-                    };
+                    let pool = self.pool;
                     return Ok(response.map(|body| UpstreamBody {
                         body,
                         conn,
@@ -118,10 +127,13 @@ impl Dialer {
                     }));
                 }
                 // hyper hands a request back only when not a byte of it was written: a pooled
-                // connection the server closed just as it was reused. Safe to send again, on a
-                // new connection, whatever the method.
+                // connection the server closed, or wrote to, while it sat idle. Safe to send
+                // again, on a new connection, whatever the method.
                 Err(mut err) => match err.take_message() {
-                    Some(unsent) if reused => request = unsent,
+                    Some(unsent) if reused => {
+                        request = unsent;
+                        reuse = false;
+                    }
                     _ => {
                         return Err(ExchangeError::Failed {
                             error: err.into_error(),
@@ -152,7 +164,7 @@ impl Dialer {
             send,
             conn: Box::pin(conn.with_upgrades()),
             reused: false,
-            idle_since: Instant::now(),
+            expires: Instant::now(),
         })
     }
 
@@ -164,27 +176,6 @@ impl Dialer {
                 Ok(Stream::Tcp(tcp))
             }
             Target::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
-        }
-    }
-
-    /// The most recently used idle connection of this worker that is still fit for a request.
-    fn take_idle(&self) -> Option<UpstreamConn> {
-        loop {
-            let mut conn = IDLE
-                .try_with(|idle| idle.borrow_mut().get_mut(&self.id)?.pop_back())
-                .ok()??;
-            if conn.idle_since.elapsed() > self.keepalive_timeout {
-                // The back is the most recent: the rest are older still.
-                let stale = IDLE
-                    .try_with(|idle| idle.borrow_mut().remove(&self.id))
-                    .ok()
-                    .flatten();
-                drop((conn, stale));
-                return None;
-            }
-            if still_idle(&mut conn) && conn.send.is_ready() {
-                return Some(conn);
-            }
         }
     }
 }
@@ -266,7 +257,8 @@ pub struct UpstreamConn {
     conn: Pin<Box<Conn>>,
     /// Taken from the idle list (false: just connected).
     reused: bool,
-    idle_since: Instant,
+    /// While idle: when it is closed instead of reused.
+    expires: Instant,
 }
 
 impl std::fmt::Debug for UpstreamConn {
@@ -296,7 +288,7 @@ async fn exchange(upstream: UpstreamConn, request: Request<RequestBody>) -> Send
         mut send,
         conn,
         reused,
-        idle_since,
+        expires,
     } = upstream;
     let mut conn = Some(conn);
     let mut response = pin!(send.try_send_request(request));
@@ -316,7 +308,7 @@ async fn exchange(upstream: UpstreamConn, request: Request<RequestBody>) -> Send
             send,
             conn,
             reused,
-            idle_since,
+            expires,
         });
         (response, conn)
     })
@@ -332,12 +324,77 @@ fn asks_to_close(headers: &HeaderMap) -> bool {
     })
 }
 
-/// Where a released connection goes.
+/// A server's idle lists (one per worker thread, in [`IDLE`]).
 #[derive(Debug, Clone, Copy)]
 struct Pool {
+    /// Keys the idle lists: unique per server of a snapshot.
     id: u64,
     keepalive: usize,
     keepalive_timeout: Duration,
+}
+
+impl Pool {
+    /// This worker's most recently used idle connection of the server, unless it expired
+    /// (then the older ones have too).
+    fn take(&self) -> Option<UpstreamConn> {
+        let conn = IDLE
+            .try_with(|idle| idle.borrow_mut().get_mut(&self.id)?.pop_back())
+            .ok()??;
+        if conn.expires > Instant::now() {
+            return Some(conn);
+        }
+        let stale = IDLE
+            .try_with(|idle| idle.borrow_mut().remove(&self.id))
+            .ok()
+            .flatten();
+        // Closed outside the borrow.
+        drop((conn, stale));
+        None
+    }
+
+    /// Keeps `conn` for reuse, closing the oldest beyond `keepalive`.
+    fn put(&self, mut conn: UpstreamConn) {
+        if self.keepalive == 0 {
+            return;
+        }
+        conn.reused = true;
+        conn.expires = Instant::now() + self.keepalive_timeout;
+        let evicted = IDLE
+            .try_with(|idle| {
+                let mut idle = idle.borrow_mut();
+                let list = idle.entry(self.id).or_default();
+                let mut evicted = Vec::new();
+                while list.len() >= self.keepalive {
+                    evicted.extend(list.pop_front());
+                }
+                list.push_back(conn);
+                evicted
+            })
+            .unwrap_or_default();
+        drop(evicted);
+    }
+}
+
+/// Closes this thread's idle connections that have expired, and forgets the lists left empty
+/// (servers a reload removed): an idle worker would otherwise hold them, and their sockets,
+/// until its next request to that server. Each worker runs it every second (`crate::runtime`).
+pub fn sweep_idle() {
+    let now = Instant::now();
+    let expired = IDLE
+        .try_with(|idle| {
+            let mut idle = idle.borrow_mut();
+            let mut expired = Vec::new();
+            for list in idle.values_mut() {
+                // Oldest first: the front expires first.
+                while list.front().is_some_and(|conn| conn.expires <= now) {
+                    expired.extend(list.pop_front());
+                }
+            }
+            idle.retain(|_, list| !list.is_empty());
+            expired
+        })
+        .unwrap_or_default();
+    drop(expired);
 }
 
 thread_local! {
@@ -387,31 +444,10 @@ impl UpstreamBody {
         }
         // One more turn, so that the connection sees the response end and is ready for the next
         // request; usually it already is.
-        if !(conn.send.is_ready() || (still_idle(&mut conn) && conn.send.is_ready())) {
+        if !(conn.send.is_ready() || (poll_once(&mut conn) && conn.send.is_ready())) {
             return;
         }
-        conn.reused = true;
-        conn.idle_since = Instant::now();
-        let pool = self.pool;
-        let evicted = IDLE
-            .try_with(|idle| {
-                let mut idle = idle.borrow_mut();
-                let list = idle.entry(pool.id).or_default();
-                let mut evicted = Vec::new();
-                while list.front().is_some_and(|oldest| {
-                    list.len() >= pool.keepalive
-                        || oldest.idle_since.elapsed() > pool.keepalive_timeout
-                }) {
-                    evicted.extend(list.pop_front());
-                }
-                if pool.keepalive > 0 {
-                    list.push_back(conn);
-                }
-                evicted
-            })
-            .unwrap_or_default();
-        // Closed outside the borrow.
-        drop(evicted);
+        self.pool.put(conn);
     }
 }
 
@@ -461,17 +497,9 @@ impl Drop for UpstreamBody {
     }
 }
 
-/// The check before reuse: polls the idle connection once, with a no-op waker and outside
-/// tokio's cooperative budget (a spent budget would make any read look pending).
-///
-/// hyper's HTTP/1 client, with no request in flight, does a read that must find nothing: end
-/// of file (the server closed it, as a keep-alive timeout does), bytes (an answer nobody asked
-/// for: the connection is out of step) or an error complete the future, and the connection is
-/// dropped. Only a read that would block leaves it pending: open and silent, the state in which
-/// nginx's and Pingora's pools reuse a connection too. A close still in flight is the race
-/// every pool has; hyper then hands an unwritten request back and [`Dialer::exchange`] sends
-/// it again on a new connection.
-fn still_idle(conn: &mut UpstreamConn) -> bool {
+/// Polls the connection once, with a no-op waker and outside tokio's cooperative budget (a
+/// spent budget would make any read look pending): `true` while it is still open.
+fn poll_once(conn: &mut UpstreamConn) -> bool {
     let mut cx = Context::from_waker(Waker::noop());
     let probe = tokio::task::unconstrained(poll_fn(|cx| {
         Poll::Ready(conn.conn.as_mut().poll(cx).is_pending())

@@ -341,6 +341,9 @@ async fn check_loop(
         ) else {
             return;
         };
+        // Health checks are this thread's only upstream traffic: its expired idle
+        // connections (and those of servers a reload removed) are closed here.
+        crate::upstream::conn::sweep_idle();
         let outcome = check_once(server, check).await;
         health.check_result(outcome, check, Instant::now());
     }

@@ -90,8 +90,6 @@ pub struct Upstream {
 pub struct UpstreamServer {
     /// The config's server string: logs and the metric label, never shown to clients.
     pub label: String,
-    /// What the pool is keyed by and what request URIs are built with.
-    authority: Authority,
     /// `Host` of the health check.
     host: HeaderValue,
     /// Opens its connections; their idle lists are per worker thread (`conn.rs`).
@@ -115,8 +113,7 @@ impl Upstream {
     pub fn new(name: String, addrs: Vec<ServerAddr>, settings: UpstreamSettings) -> Self {
         let servers = addrs
             .into_iter()
-            .enumerate()
-            .map(|(index, addr)| UpstreamServer::new(&name, index, addr, &settings))
+            .map(|addr| UpstreamServer::new(&name, addr, &settings))
             .collect();
         Upstream {
             name,
@@ -244,8 +241,8 @@ impl Upstream {
 }
 
 impl UpstreamServer {
-    fn new(upstream: &str, index: usize, addr: ServerAddr, settings: &UpstreamSettings) -> Self {
-        let (label, authority, host, dialer) = match addr {
+    fn new(upstream: &str, addr: ServerAddr, settings: &UpstreamSettings) -> Self {
+        let (label, host, dialer) = match addr {
             ServerAddr::Http(authority) => {
                 // An authority is always a valid header value.
                 let host = HeaderValue::from_str(authority.as_str())
@@ -256,12 +253,9 @@ impl UpstreamServer {
                     settings.keepalive,
                     settings.keepalive_timeout,
                 );
-                (format!("http://{authority}"), authority, host, dialer)
+                (format!("http://{authority}"), host, dialer)
             }
             ServerAddr::Unix(path) => {
-                // Only labels it: the dialer opens the socket.
-                let authority = Authority::try_from(format!("unix-{index}.invalid"))
-                    .unwrap_or_else(|_| Authority::from_static("unix.invalid"));
                 let label = format!("unix:{}", path.display());
                 let dialer = Dialer::unix(
                     path,
@@ -269,17 +263,11 @@ impl UpstreamServer {
                     settings.keepalive,
                     settings.keepalive_timeout,
                 );
-                (
-                    label,
-                    authority,
-                    HeaderValue::from_static("localhost"),
-                    dialer,
-                )
+                (label, HeaderValue::from_static("localhost"), dialer)
             }
         };
         UpstreamServer {
             label,
-            authority,
             host,
             dialer,
             upstream: upstream.to_owned(),
@@ -318,11 +306,6 @@ impl UpstreamServer {
         request: Request<RequestBody>,
     ) -> Result<Response<UpstreamBody>, ExchangeError> {
         self.dialer.exchange(request).await
-    }
-
-    /// The server's `host:port` (or a name for a unix socket): logs only.
-    pub fn authority(&self) -> &Authority {
-        &self.authority
     }
 }
 

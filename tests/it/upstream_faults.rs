@@ -883,3 +883,72 @@ async fn a_response_dropped_midway_does_not_return_its_connection() {
         }
     }
 }
+
+/// A server that writes bytes nobody asked for on an idle keep-alive connection (an extra
+/// response: it is out of step): the check before reuse drops that connection, so the next
+/// request never reads those bytes as its answer, nor fails on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_with_stray_bytes_while_idle_is_not_reused() {
+    let up = ScriptedUpstream::start(|mut conn| async move {
+        while let Some(_line) = conn.read_request().await {
+            if !conn.write(&answer_with_index(conn.index)).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            if !conn
+                .write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSTRAY\n")
+                .await
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(&one_route(&[up.server()], "retries = 0")).await;
+    let client = proxy.client_h1();
+    for round in 0..4 {
+        let resp = client
+            .get(proxy.url(&format!("/r/{round}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "round {round}");
+        let text = resp.text().await.unwrap();
+        assert_eq!(text, format!("conn {round}\n"), "round {round}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// Idle upstream connections are closed after `keepalive_timeout` even when no request comes
+/// to reuse (or expire) them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_after_keepalive_timeout_without_traffic() {
+    let up = ScriptedUpstream::start(|mut conn| async move {
+        while conn.read_request().await.is_some() {
+            if !conn.write(OK_KEEP_ALIVE).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(&one_route(
+        &[up.server()],
+        "retries = 0\nkeepalive_timeout = \"1s\"",
+    ))
+    .await;
+    let client = proxy.client_h1();
+    for round in 0..3 {
+        let resp = client
+            .get(proxy.url(&format!("/k/{round}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    assert!(up.open() >= 1, "the connection is kept while fresh");
+    assert!(
+        eventually(Duration::from_secs(4), || up.open() == 0).await,
+        "{} idle upstream connections still open after keepalive_timeout",
+        up.open()
+    );
+}
