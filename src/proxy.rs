@@ -489,12 +489,12 @@ fn parse_length(value: &HeaderValue) -> Option<u64> {
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
-/// HTTP/1: the request has a body (a length above 0, or chunked).
+/// HTTP/1: the request has a body: chunked, or a `Content-Length` that is not 0 (a malformed
+/// one counts: its request is refused, and its bytes must not be read as the next request).
 fn announces_body<B>(request: &Request<B>) -> bool {
     let headers = request.headers();
     headers.contains_key(header::TRANSFER_ENCODING)
-        || declared_length(headers).is_none_or(|len| len > 0)
-            && headers.contains_key(header::CONTENT_LENGTH)
+        || (headers.contains_key(header::CONTENT_LENGTH) && declared_length(headers) != Some(0))
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
