@@ -784,17 +784,34 @@ async fn an_early_answer_during_an_upload_leaves_no_bytes_behind() {
     })
     .await;
     let proxy = TestProxy::start(&one_route(&[up.server()], "retries = 0")).await;
-    let client = proxy.client_h1();
-    let body = vec![b'x'; 1 << 20];
-    let resp = client
-        .post(proxy.url("/upload"))
-        .body(body)
-        .send()
+    // A raw client announces 1 MiB and sends 64 KiB, then waits for the answer: the upload is
+    // unfinished when the answer comes, whatever the loopback buffers hold.
+    let mut upload = proxy.tls().await;
+    upload
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1048576\r\n\r\n")
         .await
         .unwrap();
-    assert_eq!(resp.status(), 413);
+    upload.write_all(&vec![b'x'; 64 << 10]).await.unwrap();
+    upload.flush().await.unwrap();
+    let mut answer = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let early = loop {
+        if let Some((resp, _)) = parse_response(&answer, false) {
+            break resp;
+        }
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout_at(deadline.into(), upload.read(&mut chunk))
+            .await
+            .expect("the early answer within 5 s")
+            .unwrap_or(0);
+        assert!(read > 0, "connection closed before an answer: {answer:?}");
+        answer.extend_from_slice(&chunk[..read]);
+    };
+    assert_eq!(early.status, 413);
     // The upload is cut short with the upstream connection: the client is told so.
-    assert_eq!(resp.headers().one("connection").as_deref(), Some("close"));
+    assert_eq!(early.header("connection"), Some("close"));
+    drop(upload);
+    let client = proxy.client_h1();
     for round in 0..5 {
         let resp = client
             .get(proxy.url(&format!("/after/{round}")))
