@@ -13,6 +13,7 @@
 #
 #   bash benches/load/instructions.sh
 #   N=5000 H2=1 bash benches/load/instructions.sh
+#   SERVERS=rampart bash benches/load/instructions.sh   # rampart only
 #
 # Needs valgrind and h2load (nghttp2-client): installed with apt-get when missing. Takes about
 # three minutes. valgrind counts a `rep movsb` copy byte by byte, so large memcpy weighs more here
@@ -73,15 +74,26 @@ per_request() { # name command...
     awk -v a="$once" -v b="$twice" -v n="$N" 'BEGIN { printf "%.0f", (b - a) / n }'
 }
 
-rampart=$(per_request rampart "$bin/rampart" run --no-watch -c "$OUT/rampart.toml")
-floor=$(per_request floor "$bin/examples/stack_floor" "127.0.0.1:$PORT" \
-    "127.0.0.1:$UPSTREAM_PORT" "$OUT/certs/dev.crt" "$OUT/certs/dev.key")
+# SERVERS="rampart" measures only rampart (quicker, while working on it).
+SERVERS=${SERVERS:-rampart floor floor2}
+rampart=- floor=- floor2=-
+case " $SERVERS " in *" rampart "*)
+    rampart=$(per_request rampart "$bin/rampart" run --no-watch -c "$OUT/rampart.toml") ;;
+esac
+case " $SERVERS " in *" floor "*)
+    floor=$(per_request floor "$bin/examples/stack_floor" "127.0.0.1:$PORT" \
+        "127.0.0.1:$UPSTREAM_PORT" "$OUT/certs/dev.crt" "$OUT/certs/dev.key") ;;
+esac
 # Two workers, as the others (TOKIO_WORKER_THREADS does not apply to its own threads).
-floor2=$(per_request floor2 "$bin/examples/stack_floor_per_core" "127.0.0.1:$PORT" \
-    "127.0.0.1:$UPSTREAM_PORT" "$OUT/certs/dev.crt" "$OUT/certs/dev.key" 2)
+case " $SERVERS " in *" floor2 "*)
+    floor2=$(per_request floor2 "$bin/examples/stack_floor_per_core" "127.0.0.1:$PORT" \
+        "127.0.0.1:$UPSTREAM_PORT" "$OUT/certs/dev.crt" "$OUT/certs/dev.key" 2) ;;
+esac
 echo "instructions per request ($([ "$H2" = 1 ] && echo HTTP/2 || echo HTTP/1.1), N=$N):"
 echo "  rampart         $rampart"
 echo "  stack floor     $floor"
 echo "  per-core floor  $floor2"
-echo "  rampart / floor: $(ratio "$rampart" "$floor"), per-core floor / floor: $(ratio "$floor2" "$floor")"
+if [ "$rampart" != - ] && [ "$floor" != - ] && [ "$floor2" != - ]; then
+    echo "  rampart / floor: $(ratio "$rampart" "$floor"), rampart / per-core floor: $(ratio "$rampart" "$floor2"), per-core floor / floor: $(ratio "$floor2" "$floor")"
+fi
 echo "callgrind files: $OUT (callgrind_annotate $OUT/rampart-2n.out)"
