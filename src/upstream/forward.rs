@@ -146,6 +146,9 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ForwardContext<'_>)
 }
 
 fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    if let IpAddr::V4(v4) = ip {
+        return ipv4_header_value(v4);
+    }
     // Written into a stack buffer: `to_string` would allocate a String only to copy it again.
     let mut buffer = [0u8; 48];
     let mut cursor = std::io::Cursor::new(&mut buffer[..]);
@@ -155,6 +158,31 @@ fn ip_header_value(ip: IpAddr) -> HeaderValue {
     let len = cursor.position() as usize;
     // An IP address's text form is always a valid header value.
     HeaderValue::from_bytes(&buffer[..len]).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// The dotted-decimal form written digit by digit: the formatting machinery costs about a
+/// thousand instructions per address, on every proxied request (callgrind).
+fn ipv4_header_value(ip: std::net::Ipv4Addr) -> HeaderValue {
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            text[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        text[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    // Digits and dots are always a valid header value.
+    HeaderValue::from_bytes(&text[..len]).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// HTTP/2 clients may send `cookie` as one field per crumb (RFC 9113 §8.2.3, and Chromium's
@@ -460,6 +488,27 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_header_values_match_the_standard_text_form() {
+        let mut addresses: Vec<IpAddr> = (0..=255u8)
+            .flat_map(|a| {
+                [
+                    [a, 0, 9, 10],
+                    [99, a, 100, 255],
+                    [1, 2, a, 0],
+                    [10, 200, 7, a],
+                ]
+            })
+            .map(IpAddr::from)
+            .collect();
+        addresses.push("::1".parse().unwrap());
+        addresses.push("2001:db8::8a2e:370:7334".parse().unwrap());
+        addresses.push("::ffff:192.0.2.1".parse().unwrap());
+        for ip in addresses {
+            assert_eq!(ip_header_value(ip).to_str().unwrap(), ip.to_string());
+        }
+    }
 
     #[test]
     fn strips_hop_by_hop_and_connection_listed_names() {
