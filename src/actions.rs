@@ -1,5 +1,8 @@
 //! The route actions the proxy answers itself: `redirect` and `respond`.
 
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
+
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 

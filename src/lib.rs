@@ -16,8 +16,6 @@ pub mod compress;
 pub mod config;
 pub mod encoding;
 pub mod errors;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod listener;
 pub mod metrics;
 pub mod path;
@@ -30,6 +28,20 @@ pub mod snapshot;
 pub mod stall;
 pub mod static_files;
 pub mod upstream;
+
+/// The fuzz targets' entry points (`fuzz/fuzz_targets/`), built only by cargo-fuzz, which sets
+/// `--cfg fuzzing`. Each oracle lives beside the stage it checks, in that stage's `fuzz` module;
+/// the unit test in `fuzz_corpus.rs` replays the committed corpora through the same functions.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    pub use crate::actions::fuzz::redirect;
+    pub use crate::config::fuzz::config;
+    pub use crate::listener::fuzz::{error_heads, h1_framing};
+    pub use crate::path::fuzz::path;
+    pub use crate::upstream::fuzz::headers;
+}
+#[cfg(test)]
+mod fuzz_corpus;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

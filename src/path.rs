@@ -10,6 +10,9 @@
 //! (one app splits on them, another does not): [`has_encoded_separator`] finds them, and the
 //! pipeline refuses them on proxied routes unless the route forwards raw paths.
 
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
+
 use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! Config text: parsing and validation never panic; errors point into the text; units round-trip.
-//! The invariants live in `rampart::fuzzing::config`, which `tests/fuzz_corpus.rs` also replays.
+//! The invariants live in `rampart::fuzzing::config`, which `src/fuzz_corpus.rs` also replays.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

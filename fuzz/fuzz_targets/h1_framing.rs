@@ -1,7 +1,7 @@
 //! HTTP/1 framing: the tracker that finds CL+TE, repeated Content-Length and tabs in framing
 //! values on the bytes hyper reads, checked against itself (any split into reads) and against
 //! real hyper.
-//! The invariants live in `rampart::fuzzing::h1_framing`, which `tests/fuzz_corpus.rs` also replays.
+//! The invariants live in `rampart::fuzzing::h1_framing`, which `src/fuzz_corpus.rs` also replays.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,6 +1,8 @@
 //! The config file: `model` (raw serde), `units` (durations, sizes, rates), `source` (errors
 //! with file, line and key), `validate` (model → runtime [`Snapshot`]).
 
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
 pub mod model;
 pub mod source;
 pub mod units;

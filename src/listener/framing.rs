@@ -1104,7 +1104,7 @@ mod tests {
         assert_eq!(framing.check_next_request(), Err(CL_TE));
     }
 
-    /// The fuzz target's checks (`fuzzing::h1_framing`: split invariance, generated pipelines
+    /// The fuzz target's checks (`listener::fuzz::h1_framing`: split invariance, generated pipelines
     /// tracked exactly, and real hyper serving them through the watch with the verdicts on the
     /// right requests) on 300 pseudo-random inputs, so they run without nightly.
     #[test]
@@ -1120,7 +1120,7 @@ mod tests {
                     state as u8
                 })
                 .collect();
-            crate::fuzzing::h1_framing(&input);
+            crate::listener::fuzz::h1_framing(&input);
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Listeners: accept → TLS → hyper (https), or the plain-HTTP redirector (http).
 
 pub mod framing;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
 pub mod http;
 pub mod https;
 pub mod io;

@@ -3,6 +3,8 @@
 
 pub mod conn;
 pub mod forward;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
 pub mod health;
 pub mod pool;
 

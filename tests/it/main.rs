@@ -23,7 +23,6 @@ mod compression;
 mod connection_caps;
 mod e2e_compose;
 mod forwarding;
-mod fuzz_corpus;
 mod http_redirect;
 mod idle_timeout;
 mod ip_rules;

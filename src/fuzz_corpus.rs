@@ -1,6 +1,6 @@
 //! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`, minimized by `cargo fuzz cmin`)
 //! and the inputs that once broke an invariant (`fuzz/regressions/<target>/`, kept by hand)
-//! through the same entry points the fuzz targets call, so each test run checks them without
+//! through the same oracles the fuzz targets call (each stage's `fuzz` module), so each test run checks them without
 //! nightly or cargo-fuzz. A missing or empty corpus fails: a deleted corpus would otherwise pass
 //! silently.
 
@@ -44,30 +44,30 @@ fn replay(target: &str, entry: fn(&[u8])) {
 
 #[test]
 fn config_corpus() {
-    replay("config", rampart::fuzzing::config);
+    replay("config", crate::config::fuzz::config);
 }
 
 #[test]
 fn path_corpus() {
-    replay("path", rampart::fuzzing::path);
+    replay("path", crate::path::fuzz::path);
 }
 
 #[test]
 fn headers_corpus() {
-    replay("headers", rampart::fuzzing::headers);
+    replay("headers", crate::upstream::fuzz::headers);
 }
 
 #[test]
 fn redirect_corpus() {
-    replay("redirect", rampart::fuzzing::redirect);
+    replay("redirect", crate::actions::fuzz::redirect);
 }
 
 #[test]
 fn h1_framing_corpus() {
-    replay("h1_framing", rampart::fuzzing::h1_framing);
+    replay("h1_framing", crate::listener::fuzz::h1_framing);
 }
 
 #[test]
 fn error_heads_corpus() {
-    replay("error_heads", rampart::fuzzing::error_heads);
+    replay("error_heads", crate::listener::fuzz::error_heads);
 }
