@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -116,7 +116,7 @@ impl AccessEntry {
         let status = self.status.map_or(CLIENT_CLOSED, |s| s.as_u16());
         tracing::info!(
             target: TARGET,
-            time = %Rfc3339(self.received),
+            time = %humantime::format_rfc3339_millis(self.received),
             request_id = self.request_id.to_str().unwrap_or("-"),
             client_ip = %self.client_ip,
             method = self.method.as_str(),
@@ -136,7 +136,7 @@ impl AccessEntry {
 pub fn refused_head(request_id: &HeaderValue, client_ip: IpAddr, status: StatusCode, bytes: usize) {
     tracing::info!(
         target: TARGET,
-        time = %Rfc3339(SystemTime::now()),
+        time = %humantime::format_rfc3339_millis(SystemTime::now()),
         request_id = request_id.to_str().unwrap_or("-"),
         client_ip = %client_ip,
         method = "-",
@@ -198,53 +198,16 @@ impl Body for LoggedBody {
     }
 }
 
-/// `2025-03-01T12:34:56.789Z`: RFC 3339 in UTC, milliseconds.
-struct Rfc3339(SystemTime);
-
-impl std::fmt::Display for Rfc3339 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let since_epoch = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = since_epoch.as_secs();
-        let (year, month, day) = civil_from_days(secs / 86_400);
-        let second_of_day = secs % 86_400;
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-            second_of_day / 3600,
-            second_of_day / 60 % 60,
-            second_of_day % 60,
-            since_epoch.subsec_millis()
-        )
-    }
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar (Howard
-/// Hinnant's `civil_from_days`, for days on or after the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153; // March = 0
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn at(secs: u64, millis: u64) -> String {
-        Rfc3339(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)).to_string()
+        humantime::format_rfc3339_millis(
+            UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis),
+        )
+        .to_string()
     }
 
     #[test]

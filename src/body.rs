@@ -317,12 +317,5 @@ pub struct ClientBodyError(#[source] hyper::Error);
 /// True when the error chain of a failed upstream exchange contains an `E`
 /// ([`BodyTooLarge`], [`BodyTimeout`], [`ClientBodyError`]).
 pub fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if e.downcast_ref::<E>().is_some() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
+    crate::errors::chain(err).any(|cause| cause.is::<E>())
 }

@@ -157,32 +157,20 @@ fn is_dot_with_parameter(segment: &[u8]) -> bool {
 }
 
 fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' {
-            let hi = raw.get(i + 1).and_then(|b| hex_value(*b));
-            let lo = raw.get(i + 2).and_then(|b| hex_value(*b));
-            match (hi, lo) {
-                (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-                _ => return Err(PathError::BadEncoding),
-            }
-            i += 3;
-        } else {
-            out.push(raw[i]);
-            i += 1;
-        }
-    }
-    Ok(out)
+    percent_decode_strict(raw).ok_or(PathError::BadEncoding)
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+/// Percent-decodes `raw` (the `percent-encoding` crate), refusing a `%` that is not followed by
+/// two hex digits: the crate would keep it as text, and an app that reads it another way would
+/// see a path the proxy did not route. Shared by routing and the static files' paths.
+pub(crate) fn percent_decode_strict(raw: &[u8]) -> Option<Vec<u8>> {
+    let well_formed = raw.iter().enumerate().all(|(i, byte)| {
+        *byte != b'%'
+            || raw
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    well_formed.then(|| percent_encoding::percent_decode(raw).collect())
 }
 
 /// Percent-encodes a decoded path so it can stand in a `Location` header: everything but

@@ -62,47 +62,24 @@ fn check_raw(raw: &str) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// Percent-decodes one segment into `out`, refusing separators and NUL in any form.
+/// Percent-decodes one segment into `out`, refusing separators and NUL in any form (a `/`
+/// after decoding can only have been `%2F`: the raw ones split the segments).
 fn decode_segment(segment: &[u8], out: &mut Vec<u8>) -> Result<(), ProxyError> {
-    let mut i = 0;
-    while i < segment.len() {
-        let byte = match segment[i] {
-            b'%' => {
-                let hi = segment.get(i + 1).and_then(|b| hex_value(*b));
-                let lo = segment.get(i + 2).and_then(|b| hex_value(*b));
-                let (Some(hi), Some(lo)) = (hi, lo) else {
-                    return Err(ProxyError::BadRequest("invalid percent-encoding"));
-                };
-                i += 3;
-                let byte = hi << 4 | lo;
-                if byte == b'/' {
-                    return Err(ProxyError::BadRequest(
-                        "encoded slash in a static file path",
-                    ));
-                }
-                byte
-            }
-            other => {
-                i += 1;
-                other
-            }
-        };
+    let decoded = crate::path::percent_decode_strict(segment)
+        .ok_or(ProxyError::BadRequest("invalid percent-encoding"))?;
+    for byte in decoded {
         match byte {
+            b'/' => {
+                return Err(ProxyError::BadRequest(
+                    "encoded slash in a static file path",
+                ))
+            }
             b'\\' => return Err(ProxyError::BadRequest("backslash in a static file path")),
             0 => return Err(ProxyError::BadRequest("NUL in a static file path")),
             _ => out.push(byte),
         }
     }
     Ok(())
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -223,27 +223,19 @@ impl ExchangeError {
 }
 
 fn closed_before_response(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(cause) = source {
-        if cause
+    crate::errors::chain(err).any(|cause| {
+        cause
             .downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_incomplete_message)
-        {
-            return true;
-        }
-        if let Some(io) = cause.downcast_ref::<io::Error>() {
-            if matches!(
-                io.kind(),
-                io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-            ) {
-                return true;
-            }
-        }
-        source = cause.source();
-    }
-    false
+            || cause.downcast_ref::<io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::BrokenPipe
+                )
+            })
+    })
 }
 
 /// hyper's `UpgradeableConnection` cannot be named: a boxed future, one allocation per

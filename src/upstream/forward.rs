@@ -344,17 +344,17 @@ pub async fn forward(
                     return Err(ProxyError::ClientBodyTimeout);
                 }
                 if caused_by::<ClientBodyError>(&err) {
-                    return Err(ProxyError::ClientBody(error_chain(&err)));
+                    return Err(ProxyError::ClientBody(crate::errors::chain_text(&err)));
                 }
                 // A keep-alive connection the server closed while it sat in the pool is no
                 // sign of a sick server; nginx gives such a request another try too.
                 if resendable && stale_resends < MAX_STALE_RESENDS && err.on_stale_connection() {
                     stale_resends += 1;
-                    tracing::debug!(upstream = %upstream.name, server = %server.label, error = %error_chain(&err), "pooled connection closed before answering, sending again");
+                    tracing::debug!(upstream = %upstream.name, server = %server.label, error = %crate::errors::chain_text(&err), "pooled connection closed before answering, sending again");
                     continue;
                 }
                 upstream.request_failed(&pick);
-                let detail = error_chain(&err);
+                let detail = crate::errors::chain_text(&err);
                 if err.is_connect() && failed.len() + 1 < attempts {
                     tracing::warn!(upstream = %upstream.name, server = %server.label, error = %detail, "connect failed, retrying on the next server");
                     failed.push(pick.index);
@@ -471,18 +471,6 @@ fn tunnel(
         parts.headers.insert(header::UPGRADE, protocol);
     }
     Response::from_parts(parts, ResponseBody::empty())
-}
-
-/// The whole error chain as one log line (never shown to clients).
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -364,7 +364,7 @@ async fn check_once(server: &UpstreamServer, check: &HealthCheck) -> Result<Stat
         let response = server
             .exchange(request)
             .await
-            .map_err(|err| error_chain(&err))?;
+            .map_err(|err| crate::errors::chain_text(&err))?;
         let status = response.status();
         let mut body = response.into_body();
         let mut read = 0;
@@ -382,17 +382,6 @@ async fn check_once(server: &UpstreamServer, check: &HealthCheck) -> Result<Stat
         Ok(outcome) => outcome,
         Err(_) => Err(format!("no answer within {:?}", check.timeout)),
     }
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
