@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rampart::policy::headers::{HeaderPolicyBuilder, Preset};
-use rampart::proxy::new_request_id;
+use rampart::request_id::new_request_id;
 use rampart::upstream::forward::{
     set_forwarding_headers, strip_hop_by_hop, strip_underscored, ForwardContext,
 };

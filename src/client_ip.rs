@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
+use crate::header_names::X_FORWARDED_FOR;
 use crate::policy::access::canonical;
-use crate::upstream::forward::X_FORWARDED_FOR;
 
 pub fn is_trusted(ip: IpAddr, trusted_proxies: &[IpNet]) -> bool {
     let ip = canonical(ip);

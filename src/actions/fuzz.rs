@@ -9,7 +9,7 @@ use http::uri::PathAndQuery;
 
 use crate::actions::{RedirectInput, RedirectTemplate};
 use crate::path::normalize;
-use crate::proxy::host_name;
+use crate::request_checks::host_name;
 use crate::upstream::fuzz::check_host_name;
 
 /// Redirect templates: a rendered `Location` is a valid header value, a path template stays a

@@ -25,7 +25,7 @@ use crate::policy::ratelimit::{LocalStore, OnStoreError, RedisStore, RouteLimite
 use crate::router::{Entry, HostPattern, Router};
 use crate::snapshot::{Action, ClientLimits, Listen, LogSettings, Route, Snapshot};
 use crate::static_files::StaticFiles;
-use crate::upstream::health::HealthCheck;
+use crate::upstream::health_state::HealthCheck;
 use crate::upstream::{Balance, ServerAddr, Upstream, UpstreamSettings};
 
 /// What to do about a missing certificate when `tls.self_signed_if_missing` is true.

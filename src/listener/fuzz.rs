@@ -506,7 +506,7 @@ mod h1 {
     }
 }
 
-/// The error-head rewriter (`listener/io.rs`, `ParseErrorHeads`) under any sequence of writes,
+/// The error-head rewriter (`listener/error_heads.rs`, `ParseErrorHeads`) under any sequence of writes,
 /// service calls, body ends, flushes and upgrades, drawn from `data`:
 /// - every write is reported whole to hyper (its bookkeeping stays its own);
 /// - while a response of the service is open, or after an upgrade, the bytes on the wire are
@@ -517,7 +517,7 @@ pub fn error_heads(data: &[u8]) {
     use std::sync::{Arc, OnceLock};
     use tokio::io::AsyncWriteExt;
 
-    use crate::listener::io::{ParseErrorHeads, RefusedHeads, ResponseGate};
+    use crate::listener::error_heads::{ParseErrorHeads, RefusedHeads, ResponseGate};
 
     const HEAD: &[u8] = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Sun, 06 Dec 2026 04:00:00 GMT\r\n\r\n";
     static SHARED: OnceLock<crate::Shared> = OnceLock::new();

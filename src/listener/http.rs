@@ -17,7 +17,7 @@ use crate::errors::plain_response;
 use crate::listener::io::{Deadlines, IdleIo};
 use crate::listener::limit::ConnectionLimiter;
 use crate::metrics::Metrics;
-use crate::proxy::host_name;
+use crate::request_checks::host_name;
 use crate::Shared;
 
 pub async fn run(

@@ -11,10 +11,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::listener::error_heads::{ParseErrorHeads, RefusedHeads, ResponseGate};
 use crate::listener::framing::{Framing, FramingWatch};
-use crate::listener::io::{
-    Deadlines, IdleIo, InFlight, ParseErrorHeads, RefusedHeads, ResponseGate,
-};
+use crate::listener::io::{Deadlines, IdleIo, InFlight};
 use crate::listener::limit::ConnectionLimiter;
 use crate::listener::preface::{self, Preface};
 use crate::listener::resets::PrematureResets;
@@ -166,7 +165,7 @@ pub async fn run(
             let service_shared = shared.clone();
             let resets = PrematureResets::new();
             let service_resets = resets.clone();
-            // HTTP/1: which written bytes are a response of the service (listener/io.rs).
+            // HTTP/1: which written bytes are a response of the service (listener/error_heads.rs).
             let gate = (!h2).then(|| Arc::new(ResponseGate::default()));
             let service_gate = gate.clone();
             let metrics = connection.metrics.clone();

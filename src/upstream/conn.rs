@@ -43,7 +43,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::body::RequestBody;
+use crate::request_body::RequestBody;
 
 /// Where a server's connections go, and how its idle ones are kept.
 #[derive(Debug)]
@@ -223,7 +223,7 @@ impl ExchangeError {
 }
 
 fn closed_before_response(err: &(dyn std::error::Error + 'static)) -> bool {
-    crate::errors::chain(err).any(|cause| {
+    crate::error_chain::chain(err).any(|cause| {
         cause
             .downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_incomplete_message)

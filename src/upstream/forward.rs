@@ -8,19 +8,18 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{
-    caused_by, AbandonBody, BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody,
-};
+use crate::body::ResponseBody;
 use crate::errors::ProxyError;
+use crate::header_names::{
+    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
+};
+use crate::request_body::{
+    caused_by, AbandonBody, BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody,
+};
 use crate::upstream::conn::UpstreamBody;
-use crate::upstream::health::InFlightRequest;
+use crate::upstream::health_state::InFlightRequest;
 use crate::upstream::Upstream;
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -344,17 +343,17 @@ pub async fn forward(
                     return Err(ProxyError::ClientBodyTimeout);
                 }
                 if caused_by::<ClientBodyError>(&err) {
-                    return Err(ProxyError::ClientBody(crate::errors::chain_text(&err)));
+                    return Err(ProxyError::ClientBody(crate::error_chain::chain_text(&err)));
                 }
                 // A keep-alive connection the server closed while it sat in the pool is no
                 // sign of a sick server; nginx gives such a request another try too.
                 if resendable && stale_resends < MAX_STALE_RESENDS && err.on_stale_connection() {
                     stale_resends += 1;
-                    tracing::debug!(upstream = %upstream.name, server = %server.label, error = %crate::errors::chain_text(&err), "pooled connection closed before answering, sending again");
+                    tracing::debug!(upstream = %upstream.name, server = %server.label, error = %crate::error_chain::chain_text(&err), "pooled connection closed before answering, sending again");
                     continue;
                 }
                 upstream.request_failed(&pick);
-                let detail = crate::errors::chain_text(&err);
+                let detail = crate::error_chain::chain_text(&err);
                 if err.is_connect() && failed.len() + 1 < attempts {
                     tracing::warn!(upstream = %upstream.name, server = %server.label, error = %detail, "connect failed, retrying on the next server");
                     failed.push(pick.index);

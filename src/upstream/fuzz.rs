@@ -11,10 +11,14 @@ use http::{Request, Version};
 use ipnet::IpNet;
 
 use crate::client_ip::client_ip;
-use crate::proxy::{check_request, host_name, request_host, request_id};
+use crate::header_names::{
+    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
+};
+use crate::request_checks::{check_request, host_name, request_host};
+use crate::request_id::request_id;
 use crate::upstream::forward::{
     is_websocket_upgrade, set_forwarding_headers, strip_hop_by_hop, strip_underscored,
-    ForwardContext, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
+    ForwardContext,
 };
 
 /// Request header cleaning: host validation, request ids, hop-by-hop removal and the

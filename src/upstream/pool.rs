@@ -11,9 +11,9 @@ use http::header::HeaderValue;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 
-use crate::body::RequestBody;
+use crate::request_body::RequestBody;
 use crate::upstream::conn::{Dialer, ExchangeError, UpstreamBody};
-use crate::upstream::health::{HealthCheck, InFlightRequest, ServerHealth};
+use crate::upstream::health_state::{HealthCheck, InFlightRequest, ServerHealth};
 
 /// Where an app server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

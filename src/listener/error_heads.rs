@@ -1,0 +1,248 @@
+//! HTTP/1: hyper's own bare error heads (a `400` for a head it cannot parse) rewritten into the
+//! proxy's error response, with the security headers and a request id, and logged and counted,
+//! but only for a request the service never saw: [`ResponseGate`] says when the bytes written
+//! belong to a response of the service, which pass untouched whatever they hold.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// HTTP/1: whether the bytes written now can belong to a response of the service.
+///
+/// hyper writes its own bare error head (a `400` for a head it cannot parse) only for a request
+/// the service never saw, and only while no response of the service is being written. So a
+/// write may be taken for hyper's error head only while this gate is closed: from the service
+/// call until the flush that follows the end of its response body, everything written is the
+/// service's response (an app's body may hold any bytes, hyper's error head among them), and
+/// after a `101` everything is a tunnel's.
+#[derive(Debug, Default)]
+pub struct ResponseGate {
+    /// A response of the service is on its way out.
+    open: AtomicBool,
+    /// Its body has ended (or was dropped): the next completed flush has written all of it.
+    body_done: AtomicBool,
+    /// The connection was upgraded: its bytes are a tunnel's for good.
+    tunnel: AtomicBool,
+}
+
+impl ResponseGate {
+    /// The service was called: its response, when it comes, owns the written bytes. The
+    /// returned guard goes with the response body; dropping it marks the body's end.
+    pub fn response_begins(self: &Arc<Self>) -> ResponseEnd {
+        self.body_done.store(false, Ordering::Relaxed);
+        self.open.store(true, Ordering::Release);
+        ResponseEnd(self.clone())
+    }
+
+    /// hyper flushes only once its whole write buffer is out: after the body's end, the
+    /// response is then complete on the wire.
+    fn flushed(&self) {
+        if self.body_done.swap(false, Ordering::AcqRel) {
+            self.open.store(false, Ordering::Release);
+        }
+    }
+
+    fn may_be_hyper_error(&self) -> bool {
+        !self.open.load(Ordering::Acquire) && !self.tunnel.load(Ordering::Acquire)
+    }
+}
+
+/// Held by a response body (HTTP/1): dropped when hyper is done with the body.
+#[derive(Debug)]
+pub struct ResponseEnd(Arc<ResponseGate>);
+
+impl ResponseEnd {
+    /// A `101` went out: nothing written on this connection is hyper's error head any more.
+    pub fn upgraded(&self) {
+        self.0.tunnel.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for ResponseEnd {
+    fn drop(&mut self) {
+        self.0.body_done.store(true, Ordering::Release);
+    }
+}
+
+/// What the proxy's own answer to a refused head needs besides the bytes.
+pub struct RefusedHeads {
+    pub shared: crate::Shared,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub peer: std::net::IpAddr,
+    pub gate: Arc<ResponseGate>,
+}
+
+pin_project_lite::pin_project! {
+    /// HTTP/1 only. hyper answers a request it cannot parse (invalid bytes, conflicting
+    /// Content-Length, a head larger than its buffer) itself, before our pipeline runs, with a
+    /// bare `HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: …`.
+    /// This rewrites exactly that shape, written while no response of the service is open
+    /// ([`ResponseGate`]), into the proxy's own error response, with the security headers and
+    /// a request id, and logs and counts it as a request of route `-`. hyper is told its
+    /// bytes were written, as they were in substance: its bookkeeping stays its own.
+    pub struct ParseErrorHeads<T> {
+        #[pin]
+        inner: T,
+        refused: RefusedHeads,
+        // (rewritten bytes, how many are written, length of the buffer hyper gave us)
+        pending: Option<(Vec<u8>, usize, usize)>,
+    }
+}
+
+impl<T> ParseErrorHeads<T> {
+    pub fn new(inner: T, refused: RefusedHeads) -> Self {
+        ParseErrorHeads {
+            inner,
+            refused,
+            pending: None,
+        }
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+/// `Some(status line)` when `buf` is one of hyper's automatic error heads, to the letter.
+fn hyper_error_head(buf: &[u8]) -> Option<&[u8]> {
+    const TAIL: &[u8] = b"connection: close\r\ncontent-length: 0\r\ndate: ";
+    if buf.len() > 200 || !buf.starts_with(b"HTTP/1.1 ") || !buf.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    if !matches!(buf.get(9), Some(b'4' | b'5')) {
+        return None;
+    }
+    let line_end = buf.windows(2).position(|w| w == b"\r\n")?;
+    let rest = &buf[line_end + 2..];
+    // date is the fixed 29-character IMF-fixdate; nothing else may follow it.
+    (rest.starts_with(TAIL) && rest.len() == TAIL.len() + 29 + 4).then_some(&buf[..line_end])
+}
+
+fn rewrite_error_head(status_line: &[u8], original: &[u8], refused: &RefusedHeads) -> Vec<u8> {
+    let status = std::str::from_utf8(status_line)
+        .ok()
+        .and_then(|line| line.get(9..12))
+        .and_then(|code| code.parse::<u16>().ok())
+        .and_then(|code| http::StatusCode::from_u16(code).ok())
+        .unwrap_or(http::StatusCode::BAD_REQUEST);
+    let body = format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    let date_start = original.len() - 4 - 29;
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(status_line);
+    out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\n");
+    let snapshot = refused.shared.load();
+    for (name, value) in snapshot.default_headers.sets() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let request_id = crate::request_id::new_request_id();
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(request_id.as_bytes());
+    out.extend_from_slice(b"\r\nconnection: close\r\ncontent-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\ndate: ");
+    out.extend_from_slice(&original[date_start..date_start + 29]);
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body.as_bytes());
+    // DESIGN §4: one line and one count per request, this one included (route `-`).
+    refused
+        .metrics
+        .requests
+        .with_label_values(&[crate::metrics::NO_ROUTE, "OTHER", status.as_str()])
+        .inc();
+    if snapshot.log.access {
+        crate::access_log::refused_head(&request_id, refused.peer, status, body.len());
+    }
+    out
+}
+
+impl<T: AsyncRead> AsyncRead for ParseErrorHeads<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.project().inner.poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for ParseErrorHeads<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut this = self.project();
+        if this.pending.is_none() && this.refused.gate.may_be_hyper_error() {
+            if let Some(status_line) = hyper_error_head(buf) {
+                *this.pending = Some((
+                    rewrite_error_head(status_line, buf, this.refused),
+                    0,
+                    buf.len(),
+                ));
+            }
+        }
+        let Some((bytes, written, original_len)) = this.pending.as_mut() else {
+            return this.inner.poll_write(cx, buf);
+        };
+        while *written < bytes.len() {
+            match this.inner.as_mut().poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let accepted = *original_len;
+        *this.pending = None;
+        Poll::Ready(Ok(accepted))
+    }
+
+    /// Every write goes through `poll_write`, where error heads are recognised whole.
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let polled = this.inner.poll_flush(cx);
+        if let Poll::Ready(Ok(())) = polled {
+            this.refused.gate.flushed();
+        }
+        polled
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_only_hypers_bare_error_heads() {
+        let head = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Sat, 21 Nov 2026 19:43:56 GMT\r\n\r\n";
+        assert_eq!(
+            hyper_error_head(head),
+            Some(&b"HTTP/1.1 400 Bad Request"[..])
+        );
+        let ours = b"HTTP/1.1 400 Bad Request\r\nx-request-id: a\r\nconnection: close\r\ncontent-length: 0\r\ndate: Sat, 21 Nov 2026 19:43:56 GMT\r\n\r\n";
+        assert_eq!(hyper_error_head(ours), None);
+        let ok = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\ndate: Sat, 21 Nov 2026 19:43:56 GMT\r\n\r\n";
+        assert_eq!(hyper_error_head(ok), None);
+        let with_body = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Sat, 21 Nov 2026 19:43:56 GMT\r\n\r\nx";
+        assert_eq!(hyper_error_head(with_body), None);
+    }
+}

@@ -1,0 +1,196 @@
+//! Checks of a request's head before it is routed: request smuggling and the request target
+//! (RFC 9112), the header section's size, and the host it is for. Shared by the pipeline
+//! (`proxy.rs`), the plain-http listener and the fuzz oracles.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Version};
+
+use crate::errors::ProxyError;
+
+/// Request-smuggling and request-target checks (RFC 9112 §3.2, §6.3).
+pub(crate) fn check_request<B>(
+    request: &Request<B>,
+    max_header_bytes: usize,
+) -> Result<(), ProxyError> {
+    let headers = request.headers();
+    if request.method() == Method::CONNECT {
+        return Err(ProxyError::BadRequest("CONNECT is not proxied"));
+    }
+    // Methods are case-sensitive (RFC 9110 §9.1), but some app servers fold them: `post` would
+    // miss a `methods = ["POST"]` route here and still be a POST there. nginx's rule.
+    if !request
+        .method()
+        .as_str()
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+    {
+        return Err(ProxyError::BadRequest("method is not uppercase"));
+    }
+    // hyper's HTTP/1 parser drops Content-Length next to Transfer-Encoding (the connection's
+    // `framing` finds that head on the bytes), and HTTP/2 forbids Transfer-Encoding; this
+    // guards any other path.
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(ProxyError::BadRequest(
+            "Content-Length with Transfer-Encoding",
+        ));
+    }
+    // hyper accepts any coding list ending in chunked (`gzip, chunked`) and decodes only the
+    // chunked: the rest would reach the app still coded and unannounced (RFC 9112 §6.1: 501).
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(first) = codings.next() {
+        let chunked = first
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+        if !chunked || codings.next().is_some() {
+            return Err(ProxyError::UnsupportedTransferCoding);
+        }
+    }
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        if lengths.next().is_some() || parse_length(first).is_none() {
+            return Err(ProxyError::BadRequest(
+                "repeated or malformed Content-Length",
+            ));
+        }
+    }
+    if headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(ProxyError::BadRequest("repeated Host"));
+    }
+    if header_bytes(request) > max_header_bytes {
+        return Err(ProxyError::HeadersTooLarge);
+    }
+    Ok(())
+}
+
+/// Request line + header section, as counted against `client.max_header_bytes`.
+fn header_bytes<B>(request: &Request<B>) -> usize {
+    let uri = request.uri();
+    let target = uri.path_and_query().map_or(1, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    let line = request.method().as_str().len() + target + 12;
+    request.headers().iter().fold(line, |sum, (name, value)| {
+        sum + name.as_str().len() + value.len() + 4
+    })
+}
+
+fn parse_length(value: &HeaderValue) -> Option<u64> {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 19 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// HTTP/1: the request has a body: chunked, or a `Content-Length` that is not 0 (a malformed
+/// one counts: its request is refused, and its bytes must not be read as the next request).
+pub(crate) fn announces_body<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || (headers.contains_key(header::CONTENT_LENGTH) && declared_length(headers) != Some(0))
+}
+
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(parse_length)
+}
+
+/// The host a request is for.
+pub struct RequestHost {
+    /// Lowercase, without port: what routes and certificates match on.
+    pub name: String,
+    /// As the client sent it (with port): forwarded as Host and X-Forwarded-Host.
+    pub value: HeaderValue,
+}
+
+pub(crate) fn request_host<B>(request: &Request<B>) -> Result<RequestHost, ProxyError> {
+    let header_host = request.headers().get(header::HOST);
+    let uri_host = request.uri().authority();
+    let value = match (uri_host, header_host) {
+        (Some(authority), Some(host)) => {
+            // Absolute-form (RFC 9112 §3.2.2): the target's authority wins over Host, so the two
+            // must agree or an upstream reading Host would see another site than we routed.
+            if request.version() < Version::HTTP_2
+                && !authority
+                    .as_str()
+                    .eq_ignore_ascii_case(host.to_str().unwrap_or(""))
+            {
+                return Err(ProxyError::BadRequest(
+                    "absolute-form target for another host",
+                ));
+            }
+            HeaderValue::from_str(authority.as_str())
+                .map_err(|_| ProxyError::BadRequest("invalid host"))?
+        }
+        // HTTP/1.1 requires Host even with an absolute-form target (RFC 9112 §3.2).
+        (Some(_), None) if request.version() == Version::HTTP_11 => {
+            return Err(ProxyError::BadRequest("missing Host"))
+        }
+        (Some(authority), None) => HeaderValue::from_str(authority.as_str())
+            .map_err(|_| ProxyError::BadRequest("invalid host"))?,
+        (None, Some(host)) => host.clone(),
+        (None, None) => return Err(ProxyError::BadRequest("missing Host")),
+    };
+    let name = host_name(&value).ok_or(ProxyError::BadRequest("invalid Host"))?;
+    Ok(RequestHost { name, value })
+}
+
+/// `example.com:8443` → `example.com`; `[::1]:8443` → `[::1]`. `None` unless the value is a
+/// plausible host (letters, digits, `-`, `.`, `_`, or a bracketed IPv6 address) and port.
+pub fn host_name(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let inside = &rest[..end];
+        inside.parse::<std::net::Ipv6Addr>().ok()?;
+        (&text[..end + 2], &rest[end + 1..])
+    } else {
+        match text.split_once(':') {
+            Some((host, _)) => (host, &text[host.len()..]),
+            None => (text, ""),
+        }
+    };
+    if !port.is_empty() {
+        let digits = port.strip_prefix(':')?;
+        if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
+    if host.is_empty()
+        || host.len() > 253
+        || !(host.starts_with('[')
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
+    {
+        return None;
+    }
+    // `Host: .` would otherwise be the empty name, and `https://{host}/x` would become
+    // `https:///x`, which browsers read as `https://x/` (found by fuzzing).
+    let host = host.trim_end_matches('.');
+    if host.is_empty() {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        let h = |s: &'static str| host_name(&HeaderValue::from_static(s));
+        assert_eq!(h("Example.COM:8443").as_deref(), Some("example.com"));
+        assert_eq!(h("example.com.").as_deref(), Some("example.com"));
+        assert_eq!(h("[::1]:8443").as_deref(), Some("[::1]"));
+        assert_eq!(h("127.0.0.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(h("evil.com/x"), None);
+        assert_eq!(h("a:b"), None);
+        assert_eq!(h(":80"), None);
+        assert_eq!(h("a b"), None);
+        assert_eq!(h("[zz]"), None);
+        assert_eq!(h("."), None);
+        assert_eq!(h("...:443"), None);
+    }
+}

@@ -1,0 +1,47 @@
+//! The request id: the client's `X-Request-Id` when it is a sane token, else a new random one.
+//! Set on the request sent upstream and on every response, including the listener's own
+//! refusals.
+
+use http::header::{HeaderMap, HeaderValue};
+
+use crate::header_names::X_REQUEST_ID;
+
+/// The client's X-Request-Id when it is a sane token (1–128 of `[A-Za-z0-9._-]`), else a new one.
+/// `pub(crate)` for `fuzzing`.
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get(&X_REQUEST_ID) {
+        let bytes = id.as_bytes();
+        if !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return id.clone();
+        }
+    }
+    new_request_id()
+}
+
+/// 32 lowercase hex digits (a random UUID).
+pub fn new_request_id() -> HeaderValue {
+    let mut buffer = [0u8; 32];
+    let id = uuid::Uuid::new_v4().simple().encode_lower(&mut buffer);
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_only_when_sane() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-123.x_y"));
+        assert_eq!(request_id(&headers), "abc-123.x_y");
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("bad id<script>"));
+        let generated = request_id(&headers);
+        assert_eq!(generated.len(), 32);
+        assert!(generated.as_bytes().iter().all(|b| b.is_ascii_hexdigit()));
+    }
+}
