@@ -18,9 +18,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rampart::policy::headers::{HeaderPolicyBuilder, Preset};
 use rampart::request_id::new_request_id;
-use rampart::upstream::forward::{
-    set_forwarding_headers, strip_hop_by_hop, strip_underscored, ForwardContext,
-};
+use rampart::upstream::headers::{rewrite_request, ClientFacts};
 
 fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
@@ -99,22 +97,14 @@ fn request_rewrite(c: &mut Criterion) {
     let template = browser_request();
     let request_id = new_request_id();
     let host = HeaderValue::from_static("www.example.com");
-    let ctx = ForwardContext {
-        path_and_query: None,
+    let ctx = ClientFacts {
         request_id: &request_id,
         peer: IpAddr::from([203, 0, 113, 7]),
         peer_trusted: false,
         client_ip: IpAddr::from([203, 0, 113, 7]),
         host: &host,
-        max_body: 50 << 20,
-        body_timeout: std::time::Duration::from_secs(30),
     };
-    let rewrite = |headers: &mut HeaderMap| {
-        strip_hop_by_hop(headers);
-        strip_underscored(headers);
-        headers.remove(http::header::EXPECT);
-        set_forwarding_headers(headers, &ctx);
-    };
+    let rewrite = |headers: &mut HeaderMap| rewrite_request(headers, &ctx, None);
     let mut check = template.clone();
     rewrite(&mut check);
     for gone in ["connection", "keep-alive", "x-trace"] {

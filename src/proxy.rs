@@ -30,6 +30,7 @@ use crate::request_id::request_id;
 use crate::router::Lookup;
 use crate::snapshot::{Action, Route, Snapshot};
 use crate::upstream::forward::{forward, ForwardContext};
+use crate::upstream::headers::ClientFacts;
 use crate::Shared;
 
 /// What the pipeline knows about the connection a request came on.
@@ -329,11 +330,13 @@ async fn act(
             let path_and_query = forward_target(route, &request, path)?;
             let ctx = ForwardContext {
                 path_and_query: path_and_query.as_deref(),
-                request_id,
-                peer,
-                peer_trusted: is_trusted(peer, trusted),
-                client_ip: client,
-                host: &host.value,
+                client: ClientFacts {
+                    request_id,
+                    peer,
+                    peer_trusted: is_trusted(peer, trusted),
+                    client_ip: client,
+                    host: &host.value,
+                },
                 max_body: route.max_body,
                 body_timeout: snapshot.client.body_timeout,
             };

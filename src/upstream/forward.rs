@@ -1,209 +1,30 @@
-//! Forwarding one request to an upstream: rewriting the request (forwarding headers, hop-by-hop
-//! removal), sending with timeout and retry, cleaning the response, and WebSocket tunnels.
+//! Forwarding one request to an upstream: its headers rewritten (`headers.rs`), sent with
+//! timeout and retry, the response cleaned, and WebSocket tunnels.
 
-use std::net::IpAddr;
-
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::body::ResponseBody;
 use crate::errors::ProxyError;
-use crate::header_names::{
-    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
-};
 use crate::request_body::{
     caused_by, AbandonBody, BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody,
 };
 use crate::upstream::conn::UpstreamBody;
+use crate::upstream::headers::{self, is_websocket_upgrade, ClientFacts};
 use crate::upstream::health_state::InFlightRequest;
 use crate::upstream::Upstream;
 
-static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static HTTPS: HeaderValue = HeaderValue::from_static("https");
-
-/// RFC 9110 §7.6.1 (and the RFC 2616 §13.5.1 list that clients still send): headers that
-/// describe one connection and must not be forwarded. Proxy credentials are for us, not the app.
-static HOP_BY_HOP: [&HeaderName; 9] = [
-    &header::CONNECTION,
-    &KEEP_ALIVE,
-    &PROXY_CONNECTION,
-    &header::TE,
-    &header::TRAILER,
-    &header::TRANSFER_ENCODING,
-    &header::UPGRADE,
-    &header::PROXY_AUTHORIZATION,
-    &header::PROXY_AUTHENTICATE,
-];
-
-/// Removes hop-by-hop headers and every header named in `Connection` (RFC 9110 §7.6.1).
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names first: most messages carry none of these (or only Connection),
-    // and a removal costs a hash lookup each.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(&name)) {
-        return;
-    }
-    if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            // Bytes, not `to_str`: a value with a non-ASCII byte still lists headers to drop
-            // (found by fuzzing: `Connection: \x8b, X-Secret` forwarded X-Secret).
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
-        }
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-}
-
-/// Drops request headers whose names contain `_`, as nginx does (`underscores_in_headers off`).
-/// CGI-style app servers (WSGI, Django's `request.META`) turn `-` into `_`, so
-/// `X_Forwarded_For` would land on the same key as the `X-Forwarded-For` rampart sets.
-pub fn strip_underscored(headers: &mut HeaderMap) {
-    let underscored: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().contains('_'))
-        .cloned()
-        .collect();
-    for name in underscored {
-        headers.remove(name);
-    }
-}
-
-/// `Connection: upgrade` + `Upgrade: websocket` on HTTP/1.1 (RFC 6455 §4.1).
-pub fn is_websocket_upgrade(version: Version, headers: &HeaderMap) -> bool {
-    version == Version::HTTP_11
-        && headers
-            .get(header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-/// Who is asking, as the forwarding headers will tell the upstream.
+/// What `forward` needs besides the request: the client as the forwarding headers tell it,
+/// the target to send, and the request body's limits.
 pub struct ForwardContext<'a> {
     /// The path and query to send, when not the request's own (the normalized path).
     pub path_and_query: Option<&'a str>,
-    pub request_id: &'a HeaderValue,
-    pub peer: IpAddr,
-    /// The peer is in `trusted_proxies`: its X-Forwarded-For and Forwarded are kept.
-    pub peer_trusted: bool,
-    pub client_ip: IpAddr,
-    /// The host as the client addressed it (with port, if it sent one).
-    pub host: &'a HeaderValue,
+    pub client: ClientFacts<'a>,
     pub max_body: u64,
     /// `client.body_timeout`: the longest the request body may send nothing.
     pub body_timeout: std::time::Duration,
-}
-
-/// Sets the forwarding headers on a request about to go upstream. Whatever an untrusted client
-/// sent in these headers is replaced, never believed.
-pub fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ForwardContext<'_>) {
-    let peer = ip_header_value(ctx.peer);
-    // Usually the same address: formatted once.
-    let real_ip = if ctx.client_ip == ctx.peer {
-        peer.clone()
-    } else {
-        ip_header_value(ctx.client_ip)
-    };
-    let forwarded_for = if ctx.peer_trusted && headers.contains_key(&X_FORWARDED_FOR) {
-        let mut chain = String::new();
-        for value in headers.get_all(&X_FORWARDED_FOR) {
-            if let Ok(text) = value.to_str() {
-                chain.push_str(text.trim());
-                chain.push_str(", ");
-            }
-        }
-        chain.push_str(&ctx.peer.to_string());
-        HeaderValue::from_str(&chain).unwrap_or(peer.clone())
-    } else {
-        peer
-    };
-    if !ctx.peer_trusted {
-        headers.remove(&FORWARDED);
-    }
-    headers.insert(&X_FORWARDED_FOR, forwarded_for);
-    headers.insert(&X_FORWARDED_PROTO, HTTPS.clone());
-    headers.insert(&X_FORWARDED_HOST, ctx.host.clone());
-    headers.insert(&X_REAL_IP, real_ip);
-    headers.insert(&X_REQUEST_ID, ctx.request_id.clone());
-    // The app sees the host the client asked for (Django's ALLOWED_HOSTS), not our upstream address.
-    headers.insert(header::HOST, ctx.host.clone());
-}
-
-fn ip_header_value(ip: IpAddr) -> HeaderValue {
-    if let IpAddr::V4(v4) = ip {
-        return ipv4_header_value(v4);
-    }
-    // Written into a stack buffer: `to_string` would allocate a String only to copy it again.
-    let mut buffer = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
-    if std::io::Write::write_fmt(&mut cursor, format_args!("{ip}")).is_err() {
-        return HeaderValue::from_static("unknown");
-    }
-    let len = cursor.position() as usize;
-    // An IP address's text form is always a valid header value.
-    HeaderValue::from_bytes(&buffer[..len]).unwrap_or(HeaderValue::from_static("unknown"))
-}
-
-/// The dotted-decimal form written digit by digit: the formatting machinery costs about a
-/// thousand instructions per address, on every proxied request (callgrind).
-fn ipv4_header_value(ip: std::net::Ipv4Addr) -> HeaderValue {
-    let mut text = [0u8; 15];
-    let mut len = 0;
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            text[len] = b'.';
-            len += 1;
-        }
-        if octet >= 100 {
-            text[len] = b'0' + octet / 100;
-            len += 1;
-        }
-        if octet >= 10 {
-            text[len] = b'0' + octet / 10 % 10;
-            len += 1;
-        }
-        text[len] = b'0' + octet % 10;
-        len += 1;
-    }
-    // Digits and dots are always a valid header value.
-    HeaderValue::from_bytes(&text[..len]).unwrap_or(HeaderValue::from_static("unknown"))
-}
-
-/// HTTP/2 clients may send `cookie` as one field per crumb (RFC 9113 §8.2.3, and Chromium's
-/// encoder does): before forwarding over HTTP/1.1 they are joined into one field with "; ".
-/// Repeated fields would reach the app joined with "," (WSGI's `HTTP_COOKIE`), which cookie
-/// parsers such as Django's read as one cookie, losing the session and CSRF cookies.
-fn join_cookie_crumbs(headers: &mut HeaderMap) {
-    let mut crumbs = headers.get_all(header::COOKIE).iter();
-    let (Some(first), Some(_)) = (crumbs.next(), crumbs.next()) else {
-        return;
-    };
-    let mut joined = Vec::with_capacity(first.len() * 4);
-    for crumb in headers.get_all(header::COOKIE) {
-        if !joined.is_empty() {
-            joined.extend_from_slice(b"; ");
-        }
-        joined.extend_from_slice(crumb.as_bytes());
-    }
-    // Joined valid values with "; " make a valid value.
-    if let Ok(value) = HeaderValue::from_bytes(&joined) {
-        headers.insert(header::COOKIE, value);
-    }
 }
 
 /// Drops the client's request body when dropped (see [`AbandonBody`]); forgotten once the
@@ -236,33 +57,13 @@ pub async fn forward(
     let (parts, body) = request.into_parts();
 
     let mut headers = parts.headers;
-    let upgrade_protocol = if websocket {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    };
-    strip_hop_by_hop(&mut headers);
-    strip_underscored(&mut headers);
-    join_cookie_crumbs(&mut headers);
-    // We answer `Expect: 100-continue` ourselves (hyper does when the body is first read).
-    headers.remove(header::EXPECT);
-    set_forwarding_headers(&mut headers, ctx);
-    if let Some(protocol) = upgrade_protocol {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, protocol);
-    }
-
+    let upgrade = websocket
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
+    headers::rewrite_request(&mut headers, &ctx.client, upgrade);
     let has_body = !http_body::Body::is_end_stream(&body);
-    // hyper's client sends a body of unknown length on GET, HEAD or CONNECT as no body at all
-    // unless the request says chunked: say it, so the app gets the body the client sent.
-    if has_body
-        && !headers.contains_key(header::CONTENT_LENGTH)
-        && http_body::Body::size_hint(&body).exact().is_none()
-    {
-        headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
+    if has_body {
+        headers::frame_unknown_length(&mut headers, http_body::Body::size_hint(&body).exact());
     }
     let own_target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let path_and_query = ctx.path_and_query.unwrap_or(own_target);
@@ -398,20 +199,10 @@ pub async fn forward(
             detail: "unsolicited 101".into(),
         });
     }
-    // Both framings at once (RFC 9112 §6.3): the body was read as chunked; drop the length and
-    // never reuse a connection that spoke like this.
-    if parts.headers.contains_key(header::TRANSFER_ENCODING)
-        && parts.headers.contains_key(header::CONTENT_LENGTH)
-    {
+    // Both framings at once: never reuse a connection that spoke like this.
+    if headers::clean_response(&mut parts.headers, upload_unfinished) {
         tracing::warn!(upstream = %upstream.name, server = %server_label, "upstream sent Content-Length with Transfer-Encoding; connection not reused");
-        parts.headers.remove(header::CONTENT_LENGTH);
         body.poison();
-    }
-    strip_hop_by_hop(&mut parts.headers);
-    if upload_unfinished {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(Response::from_parts(
         parts,
@@ -462,7 +253,7 @@ fn tunnel(
             }
         }
     });
-    strip_hop_by_hop(&mut parts.headers);
+    headers::strip_hop_by_hop(&mut parts.headers);
     parts
         .headers
         .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -470,101 +261,4 @@ fn tunnel(
         parts.headers.insert(header::UPGRADE, protocol);
     }
     Response::from_parts(parts, ResponseBody::empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ip_header_values_match_the_standard_text_form() {
-        let mut addresses: Vec<IpAddr> = (0..=255u8)
-            .flat_map(|a| {
-                [
-                    [a, 0, 9, 10],
-                    [99, a, 100, 255],
-                    [1, 2, a, 0],
-                    [10, 200, 7, a],
-                ]
-            })
-            .map(IpAddr::from)
-            .collect();
-        addresses.push("::1".parse().unwrap());
-        addresses.push("2001:db8::8a2e:370:7334".parse().unwrap());
-        addresses.push("::ffff:192.0.2.1".parse().unwrap());
-        for ip in addresses {
-            assert_eq!(ip_header_value(ip).to_str().unwrap(), ip.to_string());
-        }
-    }
-
-    #[test]
-    fn strips_hop_by_hop_and_connection_listed_names() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("close, X-Secret"),
-        );
-        headers.insert("x-secret", HeaderValue::from_static("1"));
-        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-        headers.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut headers);
-        assert_eq!(headers.len(), 1);
-        assert!(headers.contains_key("x-kept"));
-
-        let mut headers = HeaderMap::new();
-        let listed = HeaderValue::from_bytes(b"\x8b-x, X-Secret").unwrap();
-        headers.insert(header::CONNECTION, listed);
-        headers.insert("x-secret", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut headers);
-        assert!(headers.is_empty(), "{headers:?}");
-    }
-
-    #[test]
-    fn underscored_names_are_dropped() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x_forwarded_for", HeaderValue::from_static("6.6.6.6"));
-        headers.append("x_forwarded_for", HeaderValue::from_static("7.7.7.7"));
-        headers.insert("x-kept", HeaderValue::from_static("1"));
-        strip_underscored(&mut headers);
-        assert_eq!(headers.len(), 1);
-        assert!(headers.contains_key("x-kept"));
-    }
-
-    #[test]
-    fn untrusted_forwarding_headers_are_replaced() {
-        let mut headers = HeaderMap::new();
-        headers.insert(&X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
-        headers.insert(&X_REAL_IP, HeaderValue::from_static("6.6.6.6"));
-        headers.insert(&FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
-        let id = HeaderValue::from_static("abc");
-        let host = HeaderValue::from_static("example.com");
-        let ctx = ForwardContext {
-            path_and_query: None,
-            request_id: &id,
-            peer: "10.0.0.1".parse().unwrap(),
-            peer_trusted: false,
-            client_ip: "10.0.0.1".parse().unwrap(),
-            host: &host,
-            max_body: 0,
-            body_timeout: std::time::Duration::from_secs(30),
-        };
-        set_forwarding_headers(&mut headers, &ctx);
-        assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1");
-        assert_eq!(headers[&X_REAL_IP], "10.0.0.1");
-        assert!(!headers.contains_key(&FORWARDED));
-
-        let mut headers = HeaderMap::new();
-        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
-        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
-        let ctx = ForwardContext {
-            path_and_query: None,
-            peer_trusted: true,
-            client_ip: "2.2.2.2".parse().unwrap(),
-            ..ctx
-        };
-        set_forwarding_headers(&mut headers, &ctx);
-        assert_eq!(headers[&X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2, 10.0.0.1");
-        assert_eq!(headers[&X_REAL_IP], "2.2.2.2");
-    }
 }

@@ -16,9 +16,8 @@ use crate::header_names::{
 };
 use crate::request_checks::{check_request, host_name, request_host};
 use crate::request_id::request_id;
-use crate::upstream::forward::{
-    is_websocket_upgrade, set_forwarding_headers, strip_hop_by_hop, strip_underscored,
-    ForwardContext,
+use crate::upstream::headers::{
+    is_websocket_upgrade, set_forwarding_headers, strip_hop_by_hop, strip_underscored, ClientFacts,
 };
 
 /// Request header cleaning: host validation, request ids, hop-by-hop removal and the
@@ -86,15 +85,12 @@ pub fn headers(data: &[u8]) {
     forwarded.remove(header::EXPECT);
 
     let peer_trusted = !trusted.is_empty();
-    let ctx = ForwardContext {
-        path_and_query: None,
+    let ctx = ClientFacts {
         request_id: &id,
         peer,
         peer_trusted,
         client_ip: client,
         host: &host.value,
-        max_body: 0,
-        body_timeout: std::time::Duration::from_secs(30),
     };
     set_forwarding_headers(&mut forwarded, &ctx);
 
