@@ -8,6 +8,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
+use crate::header_names::X_REQUEST_ID;
+use crate::metrics::Metrics;
+use crate::policy::headers::HeaderPolicy;
 use crate::policy::ratelimit::Decision;
 
 /// Why the proxy answered a request itself instead of forwarding it.
@@ -82,6 +85,25 @@ impl ProxyError {
         }
     }
 
+    /// The metric of its own a failure has, besides the response's count by status: the
+    /// rate-limited count, or the upstream errors by kind.
+    pub fn count(&self, metrics: &Metrics, route: &str) {
+        let (upstream, kind) = match self {
+            ProxyError::RateLimited { .. } => {
+                metrics.rate_limited.with_label_values(&[route]).inc();
+                return;
+            }
+            ProxyError::UpstreamConnect { upstream, .. } => (upstream, "connect"),
+            ProxyError::UpstreamTimeout { upstream } => (upstream, "timeout"),
+            ProxyError::UpstreamProtocol { upstream, .. } => (upstream, "protocol"),
+            _ => return,
+        };
+        metrics
+            .upstream_errors
+            .with_label_values(&[upstream.as_str(), kind])
+            .inc();
+    }
+
     /// The client-facing response: status line text only, never `self`'s details.
     pub fn into_response(self) -> Response<ResponseBody> {
         let status = self.status();
@@ -113,18 +135,60 @@ impl ProxyError {
     }
 }
 
-/// `"404 Not Found\n"` as text/plain.
-pub fn plain_response(status: StatusCode) -> Response<ResponseBody> {
-    let text = format!(
+/// The body of every error the proxy answers itself: `"404 Not Found\n"`.
+fn error_text(status: StatusCode) -> String {
+    format!(
         "{} {}\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or("Error")
-    );
-    let mut response = Response::new(ResponseBody::full(Bytes::from(text)));
+    )
+}
+
+/// `"404 Not Found\n"` as text/plain.
+pub fn plain_response(status: StatusCode) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(Bytes::from(error_text(status))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// The proxy's answer to a request head hyper refused before the pipeline ran, as the HTTP/1.1
+/// bytes that replace hyper's own bare head (`listener/error_heads.rs`): the same status, body
+/// and `Connection: close` as [`ProxyError::into_response`], the default header policy, a request
+/// id and hyper's `Date`. Written out here because hyper has already framed its own response.
+/// Returns the bytes and the body's length.
+pub fn refused_head_bytes(
+    status: StatusCode,
+    policy: &HeaderPolicy,
+    request_id: &HeaderValue,
+    date: &[u8],
+) -> (Vec<u8>, usize) {
+    let body = error_text(status);
+    let mut response = plain_response(status);
+    let headers = response.headers_mut();
+    policy.apply(headers);
+    headers.insert(&X_REQUEST_ID, request_id.clone());
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Error").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in response.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\ndate: ");
+    out.extend_from_slice(date);
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body.as_bytes());
+    (out, body.len())
 }

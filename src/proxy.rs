@@ -87,7 +87,7 @@ pub async fn handle(
     let route_label = routed.route.map_or(NO_ROUTE, |route| route.name.as_str());
     let mut response = result.unwrap_or_else(|err| {
         tracing::debug!(request_id = ?request_id, error = %err, "request refused");
-        count_failure(metrics, &err, route_label);
+        err.count(metrics, route_label);
         let mut response = err.into_response();
         // An error may leave the request body unread (refused before it, or cut off by a
         // timeout): the client is told to stop sending, and hyper then stops reading it
@@ -123,24 +123,6 @@ pub async fn handle(
         }
         None => response,
     }
-}
-
-/// The failures that have a metric of their own (every response is counted by status too).
-fn count_failure(metrics: &Metrics, err: &ProxyError, route: &str) {
-    let (upstream, kind) = match err {
-        ProxyError::RateLimited { .. } => {
-            metrics.rate_limited.with_label_values(&[route]).inc();
-            return;
-        }
-        ProxyError::UpstreamConnect { upstream, .. } => (upstream, "connect"),
-        ProxyError::UpstreamTimeout { upstream } => (upstream, "timeout"),
-        ProxyError::UpstreamProtocol { upstream, .. } => (upstream, "protocol"),
-        _ => return,
-    };
-    metrics
-        .upstream_errors
-        .with_label_values(&[upstream.as_str(), kind])
-        .inc();
 }
 
 /// What the pipeline learned on the way to the action: the response's header policy, the

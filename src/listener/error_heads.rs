@@ -129,31 +129,15 @@ fn rewrite_error_head(status_line: &[u8], original: &[u8], refused: &RefusedHead
         .and_then(|code| code.parse::<u16>().ok())
         .and_then(|code| http::StatusCode::from_u16(code).ok())
         .unwrap_or(http::StatusCode::BAD_REQUEST);
-    let body = format!(
-        "{} {}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Error")
-    );
     let date_start = original.len() - 4 - 29;
-    let mut out = Vec::with_capacity(1024);
-    out.extend_from_slice(status_line);
-    out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\n");
     let snapshot = refused.shared.load();
-    for (name, value) in snapshot.default_headers.sets() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
     let request_id = crate::request_id::new_request_id();
-    out.extend_from_slice(b"x-request-id: ");
-    out.extend_from_slice(request_id.as_bytes());
-    out.extend_from_slice(b"\r\nconnection: close\r\ncontent-length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\ndate: ");
-    out.extend_from_slice(&original[date_start..date_start + 29]);
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(body.as_bytes());
+    let (out, body_len) = crate::errors::refused_head_bytes(
+        status,
+        &snapshot.default_headers,
+        &request_id,
+        &original[date_start..date_start + 29],
+    );
     // DESIGN §4: one line and one count per request, this one included (route `-`).
     refused
         .metrics
@@ -161,7 +145,7 @@ fn rewrite_error_head(status_line: &[u8], original: &[u8], refused: &RefusedHead
         .with_label_values(&[crate::metrics::NO_ROUTE, "OTHER", status.as_str()])
         .inc();
     if snapshot.log.access {
-        crate::access_log::refused_head(&request_id, refused.peer, status, body.len());
+        crate::access_log::refused_head(&request_id, refused.peer, status, body_len);
     }
     out
 }

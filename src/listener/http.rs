@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::ResponseBody;
-use crate::errors::plain_response;
+use crate::errors::ProxyError;
 use crate::listener::io::{Deadlines, IdleIo};
 use crate::listener::limit::ConnectionLimiter;
 use crate::metrics::Metrics;
@@ -86,7 +86,7 @@ fn redirect(request: &Request<Incoming>, shared: &Shared) -> Response<ResponseBo
         .nth(1)
         .is_some()
     {
-        return plain_response(StatusCode::BAD_REQUEST);
+        return ProxyError::BadRequest("two Host headers").into_response();
     }
     let host = request.headers().get(header::HOST).cloned().or_else(|| {
         request
@@ -95,7 +95,7 @@ fn redirect(request: &Request<Incoming>, shared: &Shared) -> Response<ResponseBo
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     let Some(name) = host.as_ref().and_then(host_name) else {
-        return plain_response(StatusCode::BAD_REQUEST);
+        return ProxyError::BadRequest("no valid Host").into_response();
     };
     let port = snapshot.listen.https_port_public;
     let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -107,7 +107,7 @@ fn redirect(request: &Request<Incoming>, shared: &Shared) -> Response<ResponseBo
         format!("https://{name}:{port}{target}")
     };
     let Ok(location) = HeaderValue::from_str(&location) else {
-        return plain_response(StatusCode::BAD_REQUEST);
+        return ProxyError::BadRequest("redirect target is not a header value").into_response();
     };
     let mut response = Response::new(ResponseBody::empty());
     *response.status_mut() = snapshot.listen.http_redirect_status;
