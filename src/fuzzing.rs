@@ -298,6 +298,7 @@ pub fn headers(data: &[u8]) {
         host: &host.value,
         max_body: 0,
         body_timeout: std::time::Duration::from_secs(30),
+        response_timeout: None,
     };
     set_forwarding_headers(&mut forwarded, &ctx);
 

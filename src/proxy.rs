@@ -331,6 +331,7 @@ async fn act(
                 host: &host.value,
                 max_body: route.max_body,
                 body_timeout: snapshot.client.body_timeout,
+                response_timeout: route.response_timeout,
             };
             // Compression is chosen from the request's Accept-Encoding and method, read
             // before the request moves upstream.

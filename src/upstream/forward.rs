@@ -108,6 +108,8 @@ pub struct ForwardContext<'a> {
     pub max_body: u64,
     /// `client.body_timeout`: the longest the request body may send nothing.
     pub body_timeout: std::time::Duration,
+    /// The route's `response_timeout`, when it overrides the upstream's.
+    pub response_timeout: Option<std::time::Duration>,
 }
 
 /// Sets the forwarding headers on a request about to go upstream. Whatever an untrusted client
@@ -286,7 +288,8 @@ pub async fn forward(
             None => spare_headers.clone().unwrap_or_default(),
         };
         let sent = tokio::time::timeout(
-            upstream.settings.response_timeout,
+            ctx.response_timeout
+                .unwrap_or(upstream.settings.response_timeout),
             server.exchange(upstream_request),
         )
         .await;
@@ -512,6 +515,7 @@ mod tests {
             host: &host,
             max_body: 0,
             body_timeout: std::time::Duration::from_secs(30),
+            response_timeout: None,
         };
         set_forwarding_headers(&mut headers, &ctx);
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1");
