@@ -542,7 +542,7 @@ mod tests {
         let e = toml::from_str::<T>("d = 2").unwrap_err();
         assert_eq!(
             e.message(),
-            "invalid type: integer `2`, expected a duration like \"10s\", \"500ms\", \"1h\""
+            "invalid type: integer `2`, expected a duration like \"10s\", \"500ms\", \"1.5s\", \"1m30s\""
         );
         let e = toml::from_str::<T>("d = \"2\"").unwrap_err();
         assert_eq!(e.span(), Some(4..7));

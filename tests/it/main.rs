@@ -19,6 +19,7 @@ mod attack_slow_clients;
 mod attack_sni_host;
 mod attack_static_escape;
 mod binary;
+mod command_line;
 mod compression;
 mod connection_caps;
 mod e2e_compose;
