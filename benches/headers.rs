@@ -108,6 +108,7 @@ fn request_rewrite(c: &mut Criterion) {
         host: &host,
         max_body: 50 << 20,
         body_timeout: std::time::Duration::from_secs(30),
+        response_timeout: None,
     };
     let rewrite = |headers: &mut HeaderMap| {
         strip_hop_by_hop(headers);
