@@ -81,7 +81,7 @@ pub struct Server;
 impl Server {
     /// Binds the listeners (port 0 picks a free port: see [`ServerHandle::https_addr`]) and
     /// serves until [`ServerHandle::shutdown`].
-    pub async fn start(snapshot: Snapshot) -> Result<ServerHandle, StartError> {
+    pub async fn start(mut snapshot: Snapshot) -> Result<ServerHandle, StartError> {
         for warning in &snapshot.warnings {
             tracing::warn!("{warning}");
         }
@@ -110,6 +110,11 @@ impl Server {
             .zip(snapshot.listen.admin)
             .map(|(l, configured)| local_addr(l, configured));
 
+        // `https_port_public` 0 (`rampart proxy --https 127.0.0.1:0`; a config file cannot say
+        // it): redirects name the port the https listener got.
+        if snapshot.listen.https_port_public == 0 {
+            snapshot.listen.https_port_public = https_addr.port();
+        }
         let bound = Arc::new(snapshot.listen.clone());
         let shared: Shared = Arc::new(ArcSwap::from_pointee(snapshot));
         // Metrics outlive reloads: they belong to the server, not to a snapshot.
@@ -155,7 +160,12 @@ impl Server {
         let reloader = Reloader::new(shared.clone(), metrics.clone(), bound.clone());
         reloader.record_certificates(&shared.load());
         metrics.config_last_reload_success.set(reload::unix_now());
-        tracing::info!(https = %https_addr, http = ?http_addr, admin = ?admin_addr, "rampart is serving");
+        tracing::info!(
+            https = %https_addr,
+            http = %OrOff(http_addr),
+            admin = %OrOff(admin_addr),
+            "rampart is serving"
+        );
         Ok(ServerHandle {
             https_addr,
             http_addr,
@@ -167,6 +177,18 @@ impl Server {
             tasks,
             workers: worker_handles,
         })
+    }
+}
+
+/// A listener's address for the start-up line: `127.0.0.1:8080`, or `off` when there is none.
+struct OrOff(Option<SocketAddr>);
+
+impl std::fmt::Display for OrOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("off"),
+        }
     }
 }
 

@@ -24,29 +24,36 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "rampart",
     version,
-    about = "A security-hardening, TLS-terminating reverse proxy"
+    about = "A security-hardening, TLS-terminating reverse proxy",
+    // `rampart -c FILE` runs, as `rampart run -c FILE` does; a subcommand takes its own.
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    run: RunOptions,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy (the default command). The config file and its certificates are watched
-    /// and reloaded on change; SIGHUP reloads too.
+    /// Run the proxy (the default command: `rampart -c FILE` is `rampart run -c FILE`). The
+    /// config file and its certificates are watched and reloaded on change; SIGHUP reloads too.
     Run(RunArgs),
     /// Validate a config fully (syntax, semantics, certificate files) and exit 0, or list every
     /// error with file:line and exit 1.
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// Write a self-signed development certificate and key.
     Cert {
         /// Host names (or IP addresses) the certificate is for.
         #[arg(long = "host", required = true, num_args = 1..)]
         hosts: Vec<String>,
-        /// Folder to write dev.crt and dev.key into.
+        /// Folder to write the certificate and key into.
         #[arg(long, default_value = "certs")]
         out: PathBuf,
+        /// File name stem: writes NAME.crt and NAME.key ("tls" for the compose examples).
+        #[arg(long, default_value = "dev", value_parser = cert_name)]
+        name: String,
     },
     /// Config-less sidecar mode: the strict default policy in front of one upstream, with a
     /// self-signed development certificate held in memory.
@@ -62,13 +69,42 @@ enum Command {
     },
 }
 
+/// `run`'s options, also taken without the subcommand (`rampart -c FILE`).
 #[derive(clap::Args, Default)]
-struct RunArgs {
+struct RunOptions {
     #[command(flatten)]
     config: ConfigArg,
     /// Do not watch the config and certificate files; reload on SIGHUP only.
     #[arg(long)]
     no_watch: bool,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    options: RunOptions,
+    #[command(flatten)]
+    file: FileArg,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    file: FileArg,
+    /// Report static roots and certificate or key files that do not exist (volumes mounted only
+    /// at run time) as warnings, and validate everything else.
+    #[arg(long)]
+    skip_missing_paths: bool,
+}
+
+/// The config file given without `-c` (`rampart check FILE`).
+#[derive(clap::Args)]
+struct FileArg {
+    /// Config file (the same as -c FILE)
+    #[arg(value_name = "FILE", conflicts_with = "config")]
+    file: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -82,9 +118,47 @@ struct ProxyArgs {
     /// Address of a plain-HTTP listener that redirects to https (none unless given).
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// The https port clients see, written into the redirects of --http (listen.https_port_public).
+    /// Give it behind a port map (e.g. 443 when a container's 8443 is published as 443).
+    /// [default: the port of --https]
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    https_port_public: Option<u16>,
     /// Address of the admin listener (/metrics, /healthz, /readyz; none unless given).
     #[arg(long)]
     admin: Option<SocketAddr>,
+    /// The security-header preset ([headers] preset). "strict" sends a Content-Security-Policy
+    /// that allows only same-origin scripts, styles and images: pages that load assets from a
+    /// CDN (FastAPI's /docs, say) need "basic" (no CSP) or --csp.
+    #[arg(long, value_enum, default_value_t = HeaderPreset::Strict)]
+    headers: HeaderPreset,
+    /// A Content-Security-Policy of your own in place of the preset's ("" sends none), e.g.
+    /// --csp "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net".
+    #[arg(long, value_name = "POLICY")]
+    csp: Option<String>,
+    /// The largest request body (client.max_body): "100MiB", "10m", "512KiB". [default: 50MiB]
+    #[arg(long, value_name = "SIZE")]
+    max_body: Option<rampart::config::units::ByteSize>,
+}
+
+/// `rampart proxy --headers`: the `[headers] preset` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum HeaderPreset {
+    /// HSTS, a same-origin CSP, X-Frame-Options DENY, COOP, Permissions-Policy and more
+    Strict,
+    /// HSTS, nosniff, X-Frame-Options SAMEORIGIN, Referrer-Policy; no CSP
+    Basic,
+    /// no security headers
+    Off,
+}
+
+impl HeaderPreset {
+    fn name(self) -> &'static str {
+        match self {
+            HeaderPreset::Strict => "strict",
+            HeaderPreset::Basic => "basic",
+            HeaderPreset::Off => "off",
+        }
+    }
 }
 
 #[derive(clap::Args, Default)]
@@ -101,17 +175,52 @@ impl ConfigArg {
             .or_else(|| std::env::var_os("RAMPART_CONFIG").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("config/rampart.toml"))
     }
+
+    /// The positional `FILE` (clap refuses it together with `-c`), else [`ConfigArg::path`].
+    fn path_or(&self, file: Option<PathBuf>) -> PathBuf {
+        file.unwrap_or_else(|| self.path())
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
-        Command::Run(args) => run(&args.config.path(), !args.no_watch),
-        Command::Check(arg) => check(&arg.path()),
-        Command::Cert { hosts, out } => cert(&hosts, &out),
-        Command::Proxy(args) => proxy(&args),
-        Command::Healthcheck { url, config } => healthcheck(url, &config.path()),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => with_file_hint(err).exit(),
+    };
+    match cli.command {
+        None => run(&cli.run.config.path(), !cli.run.no_watch),
+        Some(Command::Run(args)) => run(
+            &args.options.config.path_or(args.file.file),
+            !args.options.no_watch,
+        ),
+        Some(Command::Check(args)) => check(
+            &args.config.path_or(args.file.file),
+            args.skip_missing_paths,
+        ),
+        Some(Command::Cert { hosts, out, name }) => cert(&hosts, &out, &name),
+        Some(Command::Proxy(args)) => proxy(&args),
+        Some(Command::Healthcheck { url, config }) => healthcheck(url, &config.path()),
     }
+}
+
+/// `rampart FILE` is not a command: clap says so, and a tip shows how to run or check a file.
+fn with_file_hint(mut err: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if err.kind() != ErrorKind::InvalidSubcommand {
+        return err;
+    }
+    let Some(ContextValue::String(word)) = err.get(ContextKind::InvalidSubcommand) else {
+        return err;
+    };
+    if !(word.ends_with(".toml") || Path::new(word).is_file()) {
+        return err;
+    }
+    let tips = vec![
+        format!("to run this config: rampart -c {word}").into(),
+        format!("to validate it: rampart check {word}").into(),
+    ];
+    err.insert(ContextKind::Suggested, ContextValue::StyledStrs(tips));
+    err
 }
 
 /// The level of the text log, changed once the config is read (unless `RUST_LOG` is set).
@@ -207,8 +316,21 @@ fn proxy(args: &ProxyArgs) -> ExitCode {
     if let Some(http) = args.http {
         text += &format!("http = {}\n", quote(&http.to_string()));
     }
+    // Redirects name the port clients reach the https listener on: its own unless said
+    // otherwise. `--https` on port 0: set below, once validated, for `Server::start`.
+    let public_port = args.https_port_public.unwrap_or(args.https.port());
+    if public_port != 0 {
+        text += &format!("https_port_public = {public_port}\n");
+    }
     if let Some(admin) = args.admin {
         text += &format!("admin = {}\n", quote(&admin.to_string()));
+    }
+    text += &format!("[headers]\npreset = {}\n", quote(args.headers.name()));
+    if let Some(csp) = &args.csp {
+        text += &format!("content_security_policy = {}\n", quote(csp));
+    }
+    if let Some(max_body) = args.max_body {
+        text += &format!("[client]\nmax_body = {}\n", quote(&max_body.to_string()));
     }
     // No certificate files: validation generates one in memory (MissingCert::InMemory).
     text += &format!(
@@ -218,7 +340,12 @@ fn proxy(args: &ProxyArgs) -> ExitCode {
         quote(&args.to)
     );
     match config::load_str_with(&text, "rampart proxy", MissingCert::InMemory) {
-        Ok(snapshot) => serve(snapshot, None),
+        Ok(mut snapshot) => {
+            if public_port == 0 {
+                snapshot.listen.https_port_public = 0;
+            }
+            serve(snapshot, None)
+        }
         Err(errors) => {
             print_errors(&errors);
             ExitCode::FAILURE
@@ -301,8 +428,13 @@ impl Signals {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    match config::load_file_with(path, MissingCert::Warn) {
+fn check(path: &Path, skip_missing_paths: bool) -> ExitCode {
+    let missing = if skip_missing_paths {
+        MissingCert::Unseen
+    } else {
+        MissingCert::Warn
+    };
+    match config::load_file_with(path, missing) {
         Ok(snapshot) => {
             for warning in &snapshot.warnings {
                 eprintln!("warning: {warning}");
@@ -317,9 +449,20 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn cert(hosts: &[String], out: &std::path::Path) -> ExitCode {
-    let cert_path = out.join("dev.crt");
-    let key_path = out.join("dev.key");
+/// `--name`: a plain file name stem, so that the files land in `--out` and nowhere else.
+fn cert_name(name: &str) -> Result<String, String> {
+    let plain =
+        !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
+    if plain {
+        Ok(name.to_string())
+    } else {
+        Err("a file name without a folder (e.g. \"tls\"); use --out for the folder".to_string())
+    }
+}
+
+fn cert(hosts: &[String], out: &std::path::Path, name: &str) -> ExitCode {
+    let cert_path = out.join(format!("{name}.crt"));
+    let key_path = out.join(format!("{name}.key"));
     match rampart::certgen::write_self_signed(hosts, &cert_path, &key_path) {
         Ok(_) => {
             println!("wrote {} and {}", cert_path.display(), key_path.display());

@@ -302,7 +302,10 @@ async fn act(
     };
 
     // 7. A declared body over the limit is refused before any upstream connection is made.
-    if declared_length(request.headers()).is_some_and(|len| len > route.max_body) {
+    if let Some(len) = declared_length(request.headers()).filter(|len| *len > route.max_body) {
+        if request.version() == Version::HTTP_2 {
+            discard_h2_body(request.into_body(), len, snapshot.client.body_timeout);
+        }
         return Err(ProxyError::PayloadTooLarge);
     }
 
@@ -321,6 +324,7 @@ async fn act(
                 },
                 max_body: route.max_body,
                 body_timeout: snapshot.client.body_timeout,
+                response_timeout: route.response_timeout,
             };
             // Compression is chosen from the request's Accept-Encoding and method, read
             // before the request moves upstream.
@@ -423,4 +427,33 @@ fn lookup_route<'s, B>(
         }
     }
     snapshot.router.lookup(host, path, request.method())
+}
+
+/// The most of a refused HTTP/2 upload read and dropped after the 413 (see
+/// [`discard_h2_body`]).
+const H2_DISCARD_CAP: u64 = 4 << 20;
+
+/// A declared HTTP/2 body over the limit: its 413 goes out at once, and the upload is read and
+/// dropped in the background, as nginx does, so that the client is not reset in the middle of
+/// sending (curl 7.88 then reports `(92) Stream error in the HTTP/2 framing layer` instead of
+/// the 413). Bounded: only a declared length of at most [`H2_DISCARD_CAP`] is read (a bigger
+/// upload is reset at once, as before), and only while the client sends something every
+/// `body_timeout`; then the body is dropped and h2 resets the stream if it is still open.
+fn discard_h2_body(body: Incoming, declared: u64, body_timeout: std::time::Duration) {
+    use http_body_util::BodyExt;
+    if declared > H2_DISCARD_CAP {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut read = 0u64;
+        while read <= declared {
+            match tokio::time::timeout(body_timeout, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    read += frame.data_ref().map_or(0, |data| data.len() as u64);
+                }
+                _ => break,
+            }
+        }
+    });
 }

@@ -97,6 +97,8 @@ pub struct Route {
     /// `forward_path = "raw"`: the upstream gets the request path exactly as sent (and encoded
     /// separators pass); otherwise the normalized path the route matched.
     pub raw_path: bool,
+    /// The route's `response_timeout`; `None`: the upstream's.
+    pub response_timeout: Option<Duration>,
 }
 
 #[derive(Debug)]

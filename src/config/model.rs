@@ -399,6 +399,9 @@ pub struct Route {
     /// `"normalized"` (default): the upstream gets the path the route matched (dot segments
     /// resolved, `//` merged, encoded separators refused); `"raw"`: the bytes as sent.
     pub forward_path: Option<Spanned<String>>,
+    /// Overrides the upstream's `response_timeout` for this route (nginx's
+    /// `proxy_read_timeout` in a `location`).
+    pub response_timeout: Option<Spanned<Duration>>,
 }
 
 /// A route's `static`: files served from `root`.

@@ -12,7 +12,9 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
-/// A duration written as `"<integer><unit>"`: `ms`, `s`, `m`/`min`, `h`, `d`.
+/// A duration written as numbers with units, as nginx takes them: `"10s"`, `"500ms"`, `"1.5s"`,
+/// `"1m30s"`, `"1 min"`. Units: `ms`, `s`, `m`, `h`, `d`, `w` (also `us`, `ns` and long forms:
+/// `sec`, `min`, `hours`, `days`…).
 ///
 /// A bare number is refused: `timeout = "30"` could mean seconds or milliseconds, and guessing
 /// wrong on a timeout is a production incident.
@@ -43,7 +45,7 @@ pub struct Rate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cidr(pub IpNet);
 
-const DURATION_EXPECTED: &str = "a duration like \"10s\", \"500ms\", \"1h\"";
+const DURATION_EXPECTED: &str = "a duration like \"10s\", \"500ms\", \"1.5s\", \"1m30s\"";
 const SIZE_EXPECTED: &str = "a size like \"50MiB\", \"16KiB\", \"512B\"";
 const RATE_EXPECTED: &str = "a rate like \"10/s\", \"5/min\", \"100/hour\"";
 const CIDR_EXPECTED: &str = "a CIDR like \"10.0.0.0/8\" or an IP address";
@@ -55,43 +57,55 @@ fn split_number(s: &str) -> (&str, &str) {
     (&s[..end], s[end..].trim_start())
 }
 
+/// The unit spellings accepted, as the error message lists them.
+const DURATION_UNITS: &str =
+    "ms, s, m, h, d, w (or us, ns, and long forms such as sec, min, hours, days)";
+
 impl FromStr for Duration {
     type Err = String;
 
+    /// Parsed by `humantime` (integers and fractions, components added up: `"1m30s"`,
+    /// `"1.5s"`, `"1 min"`), with three refusals of its own: a bare number (`"30"` is seconds or
+    /// milliseconds?), a negative one, and months or years (`"1M"` is a month in humantime and
+    /// nginx, a mebibyte in a size: a timeout has no use for either).
     fn from_str(s: &str) -> Result<Self, String> {
-        let (digits, unit) = split_number(s);
-        if s.trim_start().starts_with('-') {
+        let trimmed = s.trim();
+        if trimmed.starts_with('-') {
             return Err(format!(
                 "expected {DURATION_EXPECTED}; a duration cannot be negative"
             ));
         }
-        if digits.is_empty() {
-            return Err(format!("expected {DURATION_EXPECTED}, found {s:?}"));
-        }
-        if unit.is_empty() {
+        if trimmed.bytes().any(|b| b.is_ascii_digit())
+            && trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        {
             return Err(format!(
-                "expected {DURATION_EXPECTED}; {s:?} has no unit (write \"{digits}s\" or \"{digits}ms\")"
+                "expected {DURATION_EXPECTED}; {s:?} has no unit (write \"{trimmed}s\" or \"{trimmed}ms\")"
             ));
         }
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("duration {s:?} is too large"))?;
-        let secs_per_unit: u64 = match unit {
-            "ms" => return Ok(Duration(std::time::Duration::from_millis(n))),
-            "s" | "sec" => 1,
-            "m" | "min" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => {
+        for unit in trimmed
+            .split(|c: char| !c.is_alphabetic())
+            .filter(|unit| !unit.is_empty())
+        {
+            if matches!(
+                unit,
+                "M" | "month" | "months" | "y" | "yr" | "yrs" | "year" | "years"
+            ) {
                 return Err(format!(
-                    "expected {DURATION_EXPECTED}; unknown unit {unit:?} (use ms, s, m, h or d)"
-                ))
+                    "expected {DURATION_EXPECTED}; months and years are not accepted ({unit:?}); use d or w"
+                ));
             }
-        };
-        let secs = n
-            .checked_mul(secs_per_unit)
-            .ok_or_else(|| format!("duration {s:?} is too large"))?;
-        Ok(Duration(std::time::Duration::from_secs(secs)))
+        }
+        humantime::parse_duration(trimmed)
+            .map(Duration)
+            .map_err(|err| match err {
+                humantime::DurationError::UnknownUnit { unit, .. } if !unit.is_empty() => {
+                    format!("expected {DURATION_EXPECTED}; unknown unit {unit:?} (use {DURATION_UNITS})")
+                }
+                humantime::DurationError::NumberOverflow => {
+                    format!("duration {s:?} is too large, or finer than a nanosecond")
+                }
+                _ => format!("expected {DURATION_EXPECTED}, found {s:?}"),
+            })
     }
 }
 
@@ -344,6 +358,19 @@ mod tests {
         assert_eq!(dur("2d"), Ok(Std::from_secs(172_800)));
         assert_eq!(dur("0s"), Ok(Std::ZERO));
         assert_eq!(dur(" 10 s "), Ok(Std::from_secs(10)));
+        // nginx's compound and fractional forms.
+        assert_eq!(dur("1m30s"), Ok(Std::from_secs(90)));
+        assert_eq!(dur("1m 30s"), Ok(Std::from_secs(90)));
+        assert_eq!(dur("1h30m"), Ok(Std::from_secs(5400)));
+        assert_eq!(dur("1.5s"), Ok(Std::from_millis(1500)));
+        assert_eq!(dur("0.25s"), Ok(Std::from_millis(250)));
+        assert_eq!(dur("2.5m"), Ok(Std::from_secs(150)));
+        assert_eq!(dur("1w"), Ok(Std::from_secs(7 * 86_400)));
+        // The long forms the message mentions.
+        assert_eq!(dur("1 min"), Ok(Std::from_secs(60)));
+        assert_eq!(dur("30sec"), Ok(Std::from_secs(30)));
+        assert_eq!(dur("2 hours"), Ok(Std::from_secs(7200)));
+        assert_eq!(dur("3days"), Ok(Std::from_secs(3 * 86_400)));
     }
 
     #[test]
@@ -358,8 +385,20 @@ mod tests {
             .starts_with("expected a duration like \"10s\""));
         assert!(dur("s").is_err());
         assert!(dur("-5s").unwrap_err().contains("negative"));
-        assert!(dur("10 parsecs").unwrap_err().contains("unknown unit"));
-        assert!(dur("1.5s").is_err());
+        let unknown = dur("10 parsecs").unwrap_err();
+        assert!(
+            unknown.contains("unknown unit \"parsecs\"") && unknown.contains(DURATION_UNITS),
+            "{unknown}"
+        );
+        assert!(dur("1.5").unwrap_err().contains("\"1.5s\""));
+        assert!(dur("0").unwrap_err().contains("no unit"));
+        // Months and years: a "1M" meant as a size must not become a month.
+        assert!(dur("1M").unwrap_err().contains("months and years"));
+        assert!(dur("1y").unwrap_err().contains("months and years"));
+        assert!(dur("1m30").is_err());
+        assert!(dur("1..5s").is_err());
+        assert!(dur("1s-").is_err());
+        assert!(dur("0.5ns").unwrap_err().contains("too large, or finer"));
         assert!(dur("99999999999999999999s")
             .unwrap_err()
             .contains("too large"));
@@ -370,7 +409,7 @@ mod tests {
 
     #[test]
     fn duration_display_round_trips() {
-        for s in ["10s", "500ms", "5m", "1h", "2d", "0s", "90s"] {
+        for s in ["10s", "500ms", "5m", "1h", "2d", "0s", "90s", "1.5ms"] {
             assert_eq!(
                 s.parse::<Duration>().map(|d| d.to_string()),
                 Ok(s.to_owned())
@@ -503,7 +542,7 @@ mod tests {
         let e = toml::from_str::<T>("d = 2").unwrap_err();
         assert_eq!(
             e.message(),
-            "invalid type: integer `2`, expected a duration like \"10s\", \"500ms\", \"1h\""
+            "invalid type: integer `2`, expected a duration like \"10s\", \"500ms\", \"1.5s\", \"1m30s\""
         );
         let e = toml::from_str::<T>("d = \"2\"").unwrap_err();
         assert_eq!(e.span(), Some(4..7));

@@ -40,15 +40,38 @@ pub enum MissingCert {
     /// A reload: a certificate that vanished (mid-rotation, say) is an error, so the running
     /// config stays rather than a self-signed certificate replacing a real one.
     Refuse,
+    /// `rampart check --skip-missing-paths` (CI without the volumes): a certificate, key or
+    /// static root that does not exist is a warning naming it, and everything else is checked
+    /// (against an in-memory certificate). Nothing is written; the snapshot is not for serving.
+    Unseen,
 }
 
 struct Validator<'a> {
     source: &'a Source,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
+    missing_cert: MissingCert,
 }
 
 impl Validator<'_> {
+    /// `--skip-missing-paths`: a path that does not exist is reported as unseen, not an error.
+    fn skips_missing(&self) -> bool {
+        self.missing_cert == MissingCert::Unseen
+    }
+
+    /// A path `--skip-missing-paths` let through, as a warning line with file:line:col.
+    fn unseen<T>(&mut self, spanned: &Spanned<T>, key: &str, path: &Path) {
+        let line = self.source.error_at(
+            spanned.span(),
+            key,
+            format!(
+                "{} does not exist here; not checked (--skip-missing-paths)",
+                path.display()
+            ),
+        );
+        self.warnings.push(line.to_string());
+    }
+
     fn at<T>(&mut self, spanned: &Spanned<T>, key: &str, message: impl Into<String>) {
         let error = self.source.error_at(spanned.span(), key, message);
         self.errors.push(error);
@@ -77,6 +100,7 @@ pub fn validate(
         source,
         errors: Vec::new(),
         warnings: Vec::new(),
+        missing_cert,
     };
 
     let listen = listen(&mut v, &file.listen);
@@ -93,6 +117,7 @@ pub fn validate(
         &mut v,
         &file.routes,
         &upstreams,
+        &file.upstreams,
         &default_builder,
         &client,
         &limit_store,
@@ -151,6 +176,13 @@ fn listen(v: &mut Validator<'_>, listen: &model::Listen) -> Option<Listen> {
         .admin
         .as_ref()
         .and_then(|addr| socket_addr(v, addr, "listen.admin"));
+    if listen.https_port_public == 0 {
+        v.near(
+            0..0,
+            "listen.https_port_public",
+            "must be a port from 1 to 65535",
+        );
+    }
     let status = *listen.http_redirect_status.get_ref();
     if status != 301 && status != 308 {
         v.at(
@@ -337,8 +369,11 @@ fn tls_settings(
                     return None;
                 }
             },
-            MissingCert::Warn | MissingCert::InMemory | MissingCert::Refuse => {
-                v.warnings.push(if missing_cert == MissingCert::Warn {
+            MissingCert::Warn
+            | MissingCert::Unseen
+            | MissingCert::InMemory
+            | MissingCert::Refuse => {
+                v.warnings.push(if matches!(missing_cert, MissingCert::Warn | MissingCert::Unseen) {
                     format!(
                         "tls.cert: {} does not exist; `rampart run` will generate a self-signed development certificate",
                         cert.display()
@@ -354,6 +389,45 @@ fn tls_settings(
                         return None;
                     }
                 }
+            }
+        }
+    }
+
+    if in_memory.is_none() && v.skips_missing() {
+        let mut unseen = false;
+        for (path, spanned, key_name) in [(cert, &tls.cert, "tls.cert"), (key, &tls.key, "tls.key")]
+        {
+            if is_missing(path) {
+                v.unseen(spanned, key_name, path);
+                unseen = true;
+            }
+        }
+        if unseen {
+            // The rest is checked against a certificate that is never written.
+            match crate::certgen::generate(&["localhost".to_string()]) {
+                Ok(generated) => in_memory = Some(generated),
+                Err(err) => {
+                    v.at(&tls.cert, "tls.cert", err.to_string());
+                    return None;
+                }
+            }
+        }
+    }
+    // `--skip-missing-paths`: extra certificates whose files are not here are left out.
+    let mut unseen_extras = Vec::new();
+    if v.skips_missing() {
+        for (index, extra) in tls.certificates.iter().enumerate() {
+            let extra = extra.get_ref();
+            let prefix = format!("tls.certificates[{index}]");
+            let mut unseen = false;
+            for (spanned, name) in [(&extra.cert, "cert"), (&extra.key, "key")] {
+                if is_missing(spanned.get_ref()) {
+                    v.unseen(spanned, &format!("{prefix}.{name}"), spanned.get_ref());
+                    unseen = true;
+                }
+            }
+            if unseen {
+                unseen_extras.push(index);
             }
         }
     }
@@ -392,6 +466,9 @@ fn tls_settings(
                 ok = false;
             }
         }
+        if unseen_extras.contains(&index) {
+            continue;
+        }
         for (path, spanned, name) in [
             (
                 extra.get_ref().cert.get_ref(),
@@ -417,7 +494,9 @@ fn tls_settings(
     let extras: Vec<CertSource<'_>> = tls
         .certificates
         .iter()
-        .map(|c| CertSource {
+        .enumerate()
+        .filter(|(index, _)| !unseen_extras.contains(index))
+        .map(|(_, c)| CertSource {
             hosts: &c.get_ref().hosts,
             cert: c.get_ref().cert.get_ref(),
             key: c.get_ref().key.get_ref(),
@@ -476,6 +555,11 @@ fn find_path<'t>(tls: &'t model::Tls, path: &str, cert: bool) -> (&'t Spanned<Pa
         }
     }
     (pick(&tls.cert, &tls.key), format!("tls.{name}"))
+}
+
+/// The path does not exist (a permission problem is not "missing": it stays an error).
+fn is_missing(path: &Path) -> bool {
+    std::fs::metadata(path).is_err_and(|err| err.kind() == std::io::ErrorKind::NotFound)
 }
 
 fn io_reason(err: &std::io::Error) -> String {
@@ -768,6 +852,7 @@ fn routes(
     v: &mut Validator<'_>,
     routes: &[Spanned<model::Route>],
     upstreams: &BTreeMap<String, Arc<Upstream>>,
+    written_upstreams: &BTreeMap<String, model::Upstream>,
     default_headers: &HeaderPolicyBuilder,
     client: &ClientLimits,
     limit_store: &LimitStores,
@@ -836,7 +921,15 @@ fn routes(
         let compress = route_compress(v, route, &prefix);
         let raw_path = route_forward_path(v, route, &prefix);
 
-        let action = route_action(v, route, span.clone(), &prefix, upstreams);
+        let action = route_action(
+            v,
+            route,
+            span.clone(),
+            &prefix,
+            upstreams,
+            written_upstreams,
+        );
+        let response_timeout = route_response_timeout(v, route, &prefix);
 
         let mut builder = default_headers.clone();
         if let Some(headers) = &route.headers {
@@ -873,6 +966,7 @@ fn routes(
             rate_limit,
             compress,
             raw_path,
+            response_timeout,
         });
         for host in hosts {
             entries.push(Entry {
@@ -884,6 +978,29 @@ fn routes(
         }
     }
     Router::new(entries)
+}
+
+/// A route's `response_timeout`: only for an upstream route, and more than 0s.
+fn route_response_timeout(
+    v: &mut Validator<'_>,
+    route: &model::Route,
+    prefix: &str,
+) -> Option<std::time::Duration> {
+    let timeout = route.response_timeout.as_ref()?;
+    let key = format!("{prefix}.response_timeout");
+    if route.upstream.is_none() {
+        v.at(
+            timeout,
+            &key,
+            "only an upstream route waits for a response; remove it here",
+        );
+        return None;
+    }
+    if timeout.get_ref().0.is_zero() {
+        v.at(timeout, &key, "must be more than 0s");
+        return None;
+    }
+    Some(timeout.get_ref().0)
 }
 
 /// A route's `cors`; every error names its key (`routes[0].cors.allow_origins`) and, for an
@@ -957,6 +1074,7 @@ fn route_action(
     span: std::ops::Range<usize>,
     prefix: &str,
     upstreams: &BTreeMap<String, Arc<Upstream>>,
+    written_upstreams: &BTreeMap<String, model::Upstream>,
 ) -> Option<Action> {
     let count = [
         route.upstream.is_some(),
@@ -978,6 +1096,8 @@ fn route_action(
     if let Some(name) = &route.upstream {
         return match upstreams.get(name.get_ref()) {
             Some(upstream) => Some(Action::Proxy(upstream.clone())),
+            // Defined, but invalid: its own error says why, once.
+            None if written_upstreams.contains_key(name.get_ref()) => None,
             None => {
                 v.at(
                     name,
@@ -1071,6 +1191,11 @@ fn route_static(
     let root = files.root.get_ref();
     let root = match std::fs::canonicalize(root) {
         Ok(canonical) if canonical.is_dir() => Some(canonical),
+        // Checked without the volume: the rest of the route is still validated.
+        Err(err) if v.skips_missing() && err.kind() == std::io::ErrorKind::NotFound => {
+            v.unseen(&files.root, &format!("{key}.root"), root);
+            Some(root.clone())
+        }
         Ok(_) => {
             v.at(
                 &files.root,

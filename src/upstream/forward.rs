@@ -25,6 +25,8 @@ pub struct ForwardContext<'a> {
     pub max_body: u64,
     /// `client.body_timeout`: the longest the request body may send nothing.
     pub body_timeout: std::time::Duration,
+    /// The route's `response_timeout`, when it overrides the upstream's.
+    pub response_timeout: Option<std::time::Duration>,
 }
 
 /// Drops the client's request body when dropped (see [`AbandonBody`]); forgotten once the
@@ -114,7 +116,8 @@ pub async fn forward(
             None => spare_headers.clone().unwrap_or_default(),
         };
         let sent = tokio::time::timeout(
-            upstream.settings.response_timeout,
+            ctx.response_timeout
+                .unwrap_or(upstream.settings.response_timeout),
             server.exchange(upstream_request),
         )
         .await;

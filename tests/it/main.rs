@@ -20,6 +20,7 @@ mod attack_sni_host;
 mod attack_static_escape;
 mod binary;
 mod code_layout;
+mod command_line;
 mod compression;
 mod connection_caps;
 mod e2e_compose;

@@ -917,3 +917,51 @@ async fn a_reload_applies_both_timeouts_to_new_requests() {
     };
     tokio::join!(upload, download);
 }
+
+/// An HTTP/2 upload whose declared length is over the limit (issue 17): the 413 comes at once
+/// and the rest of the upload is read and dropped, as nginx does, instead of a RST_STREAM in the
+/// middle of the client's sending (curl 7.88: `(92) Stream error in the HTTP/2 framing layer`).
+/// 3 MiB is far more than the client's 64 KiB of stream window: without the discard the
+/// client's body is dropped at the reset and the feeding below fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_upload_over_the_declared_limit_gets_413_and_is_read_to_its_end() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(&format!(
+        "[client]\nmax_body = \"1KiB\"\n\n{}",
+        simple_config(&up)
+    ))
+    .await;
+    let (mut sender, _conn) = h2_connect::<FedBody>(&proxy).await;
+    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    const TOTAL: usize = 3 << 20;
+    const CHUNK: usize = 16 << 10;
+    let mut request = h2_request(&proxy, "POST", "/upload", FedBody(rx));
+    request
+        .headers_mut()
+        .insert("content-length", TOTAL.to_string().parse().unwrap());
+    let response = tokio::spawn(sender.send_request(request));
+    let mut sent = 0;
+    while sent < TOTAL {
+        let fed = tokio::time::timeout(
+            Duration::from_secs(20),
+            tx.send(Bytes::from(vec![b'a'; CHUNK])),
+        )
+        .await;
+        match fed {
+            Ok(Ok(())) => sent += CHUNK,
+            Ok(Err(_)) => panic!("the upload was cut after {sent} of {TOTAL} bytes (stream reset)"),
+            Err(_) => panic!("the upload stalled after {sent} of {TOTAL} bytes"),
+        }
+    }
+    drop(tx);
+    let response = tokio::time::timeout(Duration::from_secs(20), response)
+        .await
+        .expect("the 413 in time")
+        .unwrap()
+        .expect("a response, not a stream error");
+    assert_eq!(response.status(), 413);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"413 Payload Too Large\n");
+    assert_eq!(up.count(), 0, "the refused upload reached the app");
+    proxy.assert_still_serves().await;
+}

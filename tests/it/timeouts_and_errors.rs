@@ -378,3 +378,72 @@ async fn errors_before_the_body_is_read_close_the_connection() {
         .unwrap();
     assert_eq!(response.status, 431);
 }
+
+/// nginx's `proxy_read_timeout` in a `location`: a route's `response_timeout` replaces the
+/// upstream's for that route only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_response_timeout_overrides_the_upstream_one() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(&format!(
+        "{}[[routes]]\nname = \"reports\"\npath = \"/\"\nmethods = [\"POST\"]\n\
+         upstream = \"app\"\nresponse_timeout = \"60s\"\n\n\
+         [[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"app\"\n",
+        upstream_toml(
+            "app",
+            &[up.server()],
+            "response_timeout = \"500ms\"\nretries = 0"
+        )
+    ))
+    .await;
+
+    for client in [proxy.client_h1(), proxy.client_h2()] {
+        // The upstream default: the slow answer is cut with 504.
+        let resp = client.get(proxy.url("/slow/3000")).send().await.unwrap();
+        assert_eq!(resp.status(), 504, "the upstream's 500ms applies");
+        // The route's longer timeout: the same slow answer comes through.
+        let resp = client
+            .post(proxy.url("/slow/3000"))
+            .body("report")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "the route's 60s applies");
+        assert_eq!(resp.text().await.unwrap(), "slow\n");
+    }
+}
+
+#[test]
+fn a_route_response_timeout_is_refused_where_nothing_waits_for_an_upstream() {
+    for (route, message) in [
+        (
+            "respond = { status = 200, body = \"x\" }\nresponse_timeout = \"5s\"",
+            "only an upstream route waits for a response; remove it here",
+        ),
+        (
+            "upstream = \"app\"\nresponse_timeout = \"0s\"",
+            "must be more than 0s",
+        ),
+    ] {
+        let text = format!(
+            "[listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n\
+             self_signed_if_missing = true\n\
+             [upstreams.app]\nservers = [\"http://127.0.0.1:1\"]\n\
+             [[routes]]\npath = \"/\"\n{route}\n"
+        );
+        let errors =
+            rampart::config::load_str_with(&text, "t.toml", rampart::config::MissingCert::InMemory)
+                .unwrap_err();
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("response_timeout"))
+            .unwrap()
+            + 1;
+        let printed = errors.0.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            printed,
+            vec![format!(
+                "t.toml:{line}:20: routes[0].response_timeout: {message}"
+            )],
+        );
+    }
+}
