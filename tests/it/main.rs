@@ -37,6 +37,7 @@ mod routing;
 mod security_headers;
 mod shipped_config;
 mod slow_transfers;
+mod static_fallback;
 mod static_files;
 mod timeouts_and_errors;
 mod tls;
