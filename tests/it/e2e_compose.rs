@@ -513,10 +513,11 @@ async fn django_example_with_gunicorn_on_a_unix_socket() {
     );
     assert_eq!(got.header("x-frame-options").as_deref(), Some("DENY"));
 
-    // /api/auth/login/: POST 5/min, burst 3, per client IP. With 3 at once, the bucket's
-    // refill times are 12, 24 and 36 s (less what elapsed between the requests, under 1 s).
+    // /api/auth/login/: POST 5/min, burst 4 (nginx's `burst=3 nodelay`), per client IP. With 4
+    // at once, the bucket's refill times are 12, 24, 36 and 48 s (less what elapsed between the
+    // requests, under 1 s); the 5th is refused.
     let login = client(dir, &proxy, false, LOGIN_CLIENT);
-    for n in 1..=3u64 {
+    for n in 1..=4u64 {
         let got = send(
             login
                 .post(url(&proxy, "/api/auth/login/"))
@@ -526,8 +527,8 @@ async fn django_example_with_gunicorn_on_a_unix_socket() {
         .await;
         assert_eq!(got.status, StatusCode::OK, "login {n}");
         assert_eq!(got.text(), r#"{"login": "ok", "received": 25}"#);
-        assert_eq!(got.int("ratelimit-limit"), 3);
-        assert_eq!(got.int("ratelimit-remaining"), 3 - n);
+        assert_eq!(got.int("ratelimit-limit"), 4);
+        assert_eq!(got.int("ratelimit-remaining"), 4 - n);
         let reset = got.int("ratelimit-reset");
         assert!(
             (12 * n - 1..=12 * n).contains(&reset),
@@ -546,7 +547,7 @@ async fn django_example_with_gunicorn_on_a_unix_socket() {
         got.status.as_u16(),
         &got.text(),
         "429 Too Many Requests\n",
-        "4th login",
+        "5th login",
     );
     let retry_after = got.int("retry-after");
     assert!(
@@ -688,18 +689,18 @@ async fn django_example_with_gunicorn_on_a_unix_socket() {
     // The app never saw a static or media request, nor the refused ones.
     gunicorn
         .wait_for(
-            "3 logins in the access log",
+            "4 logins in the access log",
             Duration::from_secs(5),
             |lines| {
                 lines
                     .iter()
                     .filter(|l| l.contains("\"POST /api/auth/login/ "))
                     .count()
-                    >= 3
+                    >= 4
             },
         )
         .await;
-    assert_eq!(gunicorn.count(&["\"POST /api/auth/login/ "]), 3);
+    assert_eq!(gunicorn.count(&["\"POST /api/auth/login/ "]), 4);
     assert_eq!(gunicorn.count(&["/static/"]), 0);
     assert_eq!(gunicorn.count(&["/media/"]), 0);
     assert_eq!(
@@ -715,7 +716,7 @@ async fn django_example_with_gunicorn_on_a_unix_socket() {
         ("static", "GET", "304", 1.0),
         ("media", "GET", "200", 1.0),
         ("media", "GET", "404", 1.0),
-        ("login", "POST", "200", 3.0),
+        ("login", "POST", "200", 4.0),
         ("login", "POST", "429", 1.0),
         ("api", "GET", "200", 1.0),
         ("api", "GET", "404", 1.0),
