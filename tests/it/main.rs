@@ -31,6 +31,7 @@ mod lifecycle;
 mod policy_cors_cookies;
 mod ratelimit;
 mod ratelimit_redis;
+mod readme_quickstart;
 mod reload;
 mod route_actions;
 mod routing;
