@@ -12,8 +12,9 @@
 //! Only a plain miss falls back: paths refused before the lookup (escapes, hidden or denied
 //! names) and files refused after it (a link leading outside the root or to a denied file)
 //! keep their 400/404, and so does a missing path whose last segment has an extension
-//! (`/app.3f9c1.js`, with or without a trailing slash): a stale asset URL gets a 404 the browser reports, not HTML it would
-//! try to run as a script, and no cache keeps the shell under an asset's URL.
+//! (`/app.3f9c1.js`, with or without a trailing slash): a stale asset URL gets a 404 the
+//! browser reports, not HTML it would try to run as a script, and no cache keeps the shell
+//! under an asset's URL.
 
 mod conditional;
 mod request_path;
@@ -241,8 +242,7 @@ impl StaticFiles {
 
     /// The file a target names: `None` for a directory that needs its slash added, a
     /// [`Miss`] when there is nothing to serve.
-    #[allow(clippy::type_complexity)]
-    fn find(&self, target: &Target) -> Result<Option<(Box<Opened>, PathBuf, String)>, Miss> {
+    fn find(&self, target: &Target) -> Result<Option<FoundFile>, Miss> {
         let mut path = self.root.clone();
         path.extend(&target.segments);
         Ok(Some(match self.lookup(&path)? {
@@ -274,7 +274,7 @@ impl StaticFiles {
     /// Chooses the representation of an opened file and evaluates the request's conditions.
     fn plan_file(
         &self,
-        (identity, path, name): (Box<Opened>, PathBuf, String),
+        (identity, path, name): FoundFile,
         conditions: Conditions,
         encodings: Vec<Encoding>,
         head: bool,
@@ -388,6 +388,9 @@ impl StaticFiles {
         }
     }
 }
+
+/// An opened file, the path it was opened by, and the name its type is taken from.
+type FoundFile = (Box<Opened>, PathBuf, String);
 
 /// Why a target has nothing to serve.
 enum Miss {
