@@ -413,6 +413,8 @@ pub struct StaticFiles {
     #[serde(default)]
     pub deny_extensions: Vec<String>,
     pub index: Option<String>,
+    /// Served for a path that names nothing (a single-page app's shell), relative to `root`.
+    pub fallback: Option<Spanned<String>>,
 }
 
 /// A route's `redirect`; `to` may hold `{path}` `{rest}` `{query}` `{host}`.

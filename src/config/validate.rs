@@ -1167,7 +1167,7 @@ fn route_action(
 }
 
 /// A route's `static`: the root resolved once (every served file's real path must start with
-/// it), `deny_extensions` normalized, `index` a plain file name.
+/// it), `deny_extensions` normalized, `index` a plain file name, `fallback` a file in the root.
 fn route_static(
     v: &mut Validator<'_>,
     files: &model::StaticFiles,
@@ -1255,13 +1255,85 @@ fn route_static(
             ok = false;
         }
     }
+    let fallback = match (&files.fallback, &root) {
+        (Some(fallback), Some(root)) => {
+            let checked = static_fallback(v, fallback, root, &deny_extensions, &key);
+            ok &= checked.is_some();
+            checked
+        }
+        _ => None,
+    };
     if !ok {
         return None;
     }
-    Some(Action::Static(Arc::new(StaticFiles::new(
-        root?,
-        cache_control,
-        &deny_extensions,
-        files.index.clone(),
-    ))))
+    Some(Action::Static(Arc::new(
+        StaticFiles::new(root?, cache_control, &deny_extensions, files.index.clone())
+            .with_fallback(fallback),
+    )))
+}
+
+/// A static route's `fallback`: a relative path to a regular file inside the root, neither
+/// hidden nor denied, that exists now (a typo would otherwise turn every deep link into a 404
+/// only once deployed).
+fn static_fallback(
+    v: &mut Validator<'_>,
+    fallback: &Spanned<String>,
+    root: &Path,
+    deny_extensions: &[String],
+    key: &str,
+) -> Option<PathBuf> {
+    let key = format!("{key}.fallback");
+    let text = fallback.get_ref();
+    let segments: Vec<&str> = text.split('/').collect();
+    let plain = !text.is_empty()
+        && !text.contains(['\\', '\0'])
+        && segments
+            .iter()
+            .all(|s| !s.is_empty() && !s.starts_with('.'));
+    if !plain {
+        v.at(
+            fallback,
+            &key,
+            format!(
+                "`{text}` is not a file path relative to the root (like \"index.html\" or \"app/index.html\"): no leading '/', no '.' or '..' segments, no hidden names"
+            ),
+        );
+        return None;
+    }
+    let lower = text.to_ascii_lowercase();
+    if deny_extensions
+        .iter()
+        .any(|ext| lower.ends_with(&format!(".{ext}")))
+    {
+        v.at(fallback, &key, format!("`{text}` has a denied extension"));
+        return None;
+    }
+    let path = root.join(text);
+    match std::fs::canonicalize(&path) {
+        Ok(real) if real.starts_with(root) && real.is_file() => Some(PathBuf::from(text)),
+        Ok(real) if !real.starts_with(root) => {
+            v.at(
+                fallback,
+                &key,
+                format!("{} leads outside the root", path.display()),
+            );
+            None
+        }
+        Ok(_) => {
+            v.at(
+                fallback,
+                &key,
+                format!("{} is not a regular file", path.display()),
+            );
+            None
+        }
+        Err(err) => {
+            v.at(
+                fallback,
+                &key,
+                format!("cannot read {}: {}", path.display(), io_reason(&err)),
+            );
+            None
+        }
+    }
 }

@@ -6,6 +6,15 @@
 //! file ([`resolve`]: open inside the root, then verify), picks a precompressed sibling
 //! ([`encoding`]), evaluates the validators, conditions and Range ([`conditional`]) and reads a
 //! small body → the response, whose larger bodies stream in bounded chunks ([`stream`]).
+//!
+//! With `fallback` (a single-page app's shell, nginx's `try_files $uri $uri/ /index.html`), a
+//! GET or HEAD of a path that names nothing serves that file instead, 200 with `no-cache`.
+//! Only a plain miss falls back: paths refused before the lookup (escapes, hidden or denied
+//! names) and files refused after it (a link leading outside the root or to a denied file)
+//! keep their 400/404, and so does a missing path whose last segment has an extension
+//! (`/app.3f9c1.js`, with or without a trailing slash): a stale asset URL gets a 404 the
+//! browser reports, not HTML it would try to run as a script, and no cache keeps the shell
+//! under an asset's URL.
 
 mod conditional;
 mod request_path;
@@ -26,10 +35,10 @@ use crate::errors::ProxyError;
 use crate::path::{encode_path, encode_query};
 use conditional::{Conditions, Precondition, RangeAnswer, Validators};
 use request_path::Target;
-use resolve::{Found, ResolveError};
+use resolve::{Found, Opened, ResolveError};
 use stream::{read_exact_at, FileBody, CHUNK};
 
-/// A compiled `static = { root, cache_control, deny_extensions, index }`.
+/// A compiled `static = { root, cache_control, deny_extensions, index, fallback }`.
 #[derive(Debug)]
 pub struct StaticFiles {
     /// Canonical (resolved once at load): every served file's real path starts with it.
@@ -39,7 +48,13 @@ pub struct StaticFiles {
     deny_suffixes: Vec<String>,
     /// A plain file name, served for a directory.
     index: Option<String>,
+    /// Relative to the root (segments checked at load): served for a path that names nothing.
+    fallback: Option<PathBuf>,
 }
+
+/// What a page shell is sent with: browsers revalidate it (ETag) on every load, so a deploy's
+/// new shell, naming the new assets, is seen at once, whatever the route's `cache_control`.
+const FALLBACK_CACHE_CONTROL: HeaderValue = HeaderValue::from_static("no-cache");
 
 impl StaticFiles {
     /// `root` must be canonical; `deny_extensions` lowercase, without the leading dot.
@@ -57,7 +72,15 @@ impl StaticFiles {
                 .map(|ext| format!(".{ext}"))
                 .collect(),
             index,
+            fallback: None,
         }
+    }
+
+    /// Serves `fallback` (relative to the root, checked by the caller) for paths that name
+    /// nothing.
+    pub fn with_fallback(mut self, fallback: Option<PathBuf>) -> Self {
+        self.fallback = fallback;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -147,7 +170,9 @@ impl StaticFiles {
         // Every answer may depend on Accept-Encoding (a sibling may appear at any deploy), so
         // a cache must key on it even when no sibling exists today.
         headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-        if let Some(cache_control) = &self.cache_control {
+        if meta.fallback {
+            headers.insert(header::CACHE_CONTROL, FALLBACK_CACHE_CONTROL);
+        } else if let Some(cache_control) = &self.cache_control {
             headers.insert(header::CACHE_CONTROL, cache_control.clone());
         }
     }
@@ -162,7 +187,8 @@ impl StaticFiles {
             .any(|suffix| name.ends_with(suffix.as_str()))
     }
 
-    /// The blocking part: resolve, open, choose the representation, evaluate the conditions.
+    /// The blocking part: resolve, open, choose the representation, evaluate the conditions;
+    /// the fallback when the path names nothing and may fall back.
     fn plan(&self, lookup: Lookup) -> Result<Plan, ProxyError> {
         let Lookup {
             target,
@@ -170,30 +196,17 @@ impl StaticFiles {
             encodings,
             head,
         } = lookup;
-        let mut path = self.root.clone();
-        path.extend(&target.segments);
-        let (identity, path, name) = match self.open(&path)? {
-            // `app.css/` names a directory that does not exist.
-            Found::File(_) if target.trailing_slash => return Err(ProxyError::FileNotFound),
-            Found::File(opened) => {
-                let name = target.segments.last().cloned().unwrap_or_default();
-                (opened, path, name)
-            }
-            Found::Directory => {
-                let Some(index) = &self.index else {
-                    return Err(ProxyError::FileNotFound);
-                };
-                let path = path.join(index);
-                let opened = match self.open(&path)? {
-                    Found::File(opened) => opened,
-                    Found::Directory => return Err(ProxyError::FileNotFound),
-                };
-                // As nginx does, so relative links in the index resolve against the directory;
-                // but only once the index exists, so a 301 does not reveal bare directories.
-                if !target.trailing_slash {
-                    return Ok(Plan::AddSlash);
+        let (identity, path, name) = match self.find(&target) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(Plan::AddSlash),
+            Err(Miss::Refused(err)) => return Err(err),
+            Err(Miss::Missing) => {
+                return match &self.fallback {
+                    Some(fallback) if !looks_like_asset(&target) => {
+                        self.plan_fallback(fallback, conditions, encodings, head)
+                    }
+                    _ => Err(ProxyError::FileNotFound),
                 }
-                (opened, path, index.clone())
             }
         };
         // A link `notes.txt → shell.php` inside the root must not serve the denied file.
@@ -201,7 +214,71 @@ impl StaticFiles {
         if self.denied(&name) || self.denied(&real_name) {
             return Err(ProxyError::FileNotFound);
         }
+        self.plan_file((identity, path, name), conditions, encodings, head)
+    }
 
+    /// The fallback file, as itself (validators, conditions, precompressed siblings), with
+    /// its own cache policy.
+    fn plan_fallback(
+        &self,
+        fallback: &Path,
+        conditions: Conditions,
+        encodings: Vec<Encoding>,
+        head: bool,
+    ) -> Result<Plan, ProxyError> {
+        let path = self.root.join(fallback);
+        let opened = match self.open(&path)? {
+            Found::File(opened) if !self.denied(&opened.real_name.to_string_lossy()) => opened,
+            _ => return Err(ProxyError::FileNotFound),
+        };
+        let name = fallback
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut plan = self.plan_file((opened, path, name), conditions, encodings, head)?;
+        plan.mark_fallback();
+        Ok(plan)
+    }
+
+    /// The file a target names: `None` for a directory that needs its slash added, a
+    /// [`Miss`] when there is nothing to serve.
+    fn find(&self, target: &Target) -> Result<Option<FoundFile>, Miss> {
+        let mut path = self.root.clone();
+        path.extend(&target.segments);
+        Ok(Some(match self.lookup(&path)? {
+            // `app.css/` names a directory that does not exist.
+            Found::File(_) if target.trailing_slash => return Err(Miss::Missing),
+            Found::File(opened) => {
+                let name = target.segments.last().cloned().unwrap_or_default();
+                (opened, path, name)
+            }
+            Found::Directory => {
+                let Some(index) = &self.index else {
+                    return Err(Miss::Missing);
+                };
+                let path = path.join(index);
+                let opened = match self.lookup(&path)? {
+                    Found::File(opened) => opened,
+                    Found::Directory => return Err(Miss::Missing),
+                };
+                // As nginx does, so relative links in the index resolve against the directory;
+                // but only once the index exists, so a 301 does not reveal bare directories.
+                if !target.trailing_slash {
+                    return Ok(None);
+                }
+                (opened, path, index.clone())
+            }
+        }))
+    }
+
+    /// Chooses the representation of an opened file and evaluates the request's conditions.
+    fn plan_file(
+        &self,
+        (identity, path, name): FoundFile,
+        conditions: Conditions,
+        encodings: Vec<Encoding>,
+        head: bool,
+    ) -> Result<Plan, ProxyError> {
         let mut chosen = (identity, None);
         for encoding in encodings {
             let mut sibling = path.clone().into_os_string();
@@ -228,6 +305,7 @@ impl StaticFiles {
             ))
             .map_err(|err| ProxyError::FileSystem(err.to_string()))?,
             encoding,
+            fallback: false,
         };
         match conditional::evaluate(&conditions, &validators) {
             Precondition::Failed => return Err(ProxyError::PreconditionFailed),
@@ -278,9 +356,22 @@ impl StaticFiles {
         })
     }
 
-    fn open(&self, path: &Path) -> Result<Found, ProxyError> {
+    /// [`Self::open`], telling a plain miss (which may fall back) from a refusal (which may
+    /// not).
+    fn lookup(&self, path: &Path) -> Result<Found, Miss> {
         resolve::open_inside_root(&self.root, path).map_err(|err| match err {
-            ResolveError::NotFound => ProxyError::FileNotFound,
+            ResolveError::NotFound => Miss::Missing,
+            refused => Miss::Refused(self.refusal(path, refused)),
+        })
+    }
+
+    fn open(&self, path: &Path) -> Result<Found, ProxyError> {
+        resolve::open_inside_root(&self.root, path).map_err(|err| self.refusal(path, err))
+    }
+
+    fn refusal(&self, path: &Path, err: ResolveError) -> ProxyError {
+        match err {
+            ResolveError::NotFound | ResolveError::Hidden => ProxyError::FileNotFound,
             ResolveError::Outside(real) => {
                 tracing::warn!(
                     root = %self.root.display(),
@@ -294,8 +385,27 @@ impl StaticFiles {
                 ProxyError::FileNotFound
             }
             ResolveError::Io(err) => ProxyError::FileSystem(format!("{}: {err}", path.display())),
-        })
+        }
     }
+}
+
+/// An opened file, the path it was opened by, and the name its type is taken from.
+type FoundFile = (Box<Opened>, PathBuf, String);
+
+/// Why a target has nothing to serve.
+enum Miss {
+    /// Nothing there: the fallback, if any, is served.
+    Missing,
+    /// Something there that must not be served, or an I/O failure: answered as it is.
+    Refused(ProxyError),
+}
+
+/// A missing path whose last segment has an extension is a missing asset, not a page.
+fn looks_like_asset(target: &Target) -> bool {
+    target
+        .segments
+        .last()
+        .is_some_and(|name| name.contains('.'))
 }
 
 /// What the blocking task needs from the request, owned.
@@ -319,6 +429,16 @@ enum Plan {
     },
 }
 
+impl Plan {
+    /// The representation is the fallback file, served for another path.
+    fn mark_fallback(&mut self) {
+        match self {
+            Plan::AddSlash => {}
+            Plan::NotModified(meta) | Plan::Send { meta, .. } => meta.fallback = true,
+        }
+    }
+}
+
 enum PlannedBody {
     /// HEAD: the headers of a GET, no body.
     Empty,
@@ -333,6 +453,8 @@ struct Meta {
     etag: HeaderValue,
     last_modified: HeaderValue,
     encoding: Option<Encoding>,
+    /// Served as the fallback: `no-cache` instead of the route's `cache_control`.
+    fallback: bool,
 }
 
 /// 301 to the directory with its slash; the query string is kept. The path is the normalized

@@ -35,8 +35,10 @@ pub struct Opened {
 
 #[derive(Debug)]
 pub enum ResolveError {
-    /// Missing, not a regular file or directory, hidden, or not reachable as a file.
+    /// Missing, not a regular file or directory, or not reachable as a file.
     NotFound,
+    /// A link inside the root leads to a hidden file (`.env`): refused as not found.
+    Hidden,
     /// The path resolves outside the root (a symlink pointing out): refused as not found, and
     /// logged, since it means the root holds a link it should not.
     Outside(PathBuf),
@@ -72,7 +74,7 @@ pub fn open_inside_root(root: &Path, path: &Path) -> Result<Found, ResolveError>
     };
     // A link inside the root may still point at a hidden file inside it.
     if relative.components().any(is_hidden) {
-        return Err(ResolveError::NotFound);
+        return Err(ResolveError::Hidden);
     }
     let checked = std::fs::metadata(&canonical)?;
     if checked.is_dir() {
@@ -146,7 +148,7 @@ mod tests {
         assert!(matches!(open(""), Ok(Found::Directory)));
         assert!(matches!(open("missing"), Err(ResolveError::NotFound)));
         assert!(matches!(open("a.txt/x"), Err(ResolveError::NotFound)));
-        assert!(matches!(open("env-link"), Err(ResolveError::NotFound)));
+        assert!(matches!(open("env-link"), Err(ResolveError::Hidden)));
         assert!(matches!(open("out.txt"), Err(ResolveError::Outside(_))));
         assert!(matches!(
             open("outdir/secret.txt"),

@@ -4,8 +4,11 @@
 //! binary runs the example's own `rampart.toml` after a short, explicit list of substitutions
 //! (listen addresses, certificate, socket and directory paths), each of which must match once.
 //!
-//! Needs python3 with gunicorn, uvicorn and fastapi (`.ci/run` installs them); the tests fail
-//! without them.
+//! The Django example's own project (`examples/compose/django/app`) also runs under Gunicorn,
+//! on SQLite, for a browser-like login with CSRF through the proxy.
+//!
+//! Needs python3 with gunicorn, uvicorn, fastapi and django (`.ci/run` installs them); the tests
+//! fail without them.
 
 use crate::common;
 
@@ -513,10 +516,11 @@ async fn django_example_with_gunicorn_on_a_unix_socket() {
     );
     assert_eq!(got.header("x-frame-options").as_deref(), Some("DENY"));
 
-    // /api/auth/login/: POST 5/min, burst 3, per client IP. With 3 at once, the bucket's
-    // refill times are 12, 24 and 36 s (less what elapsed between the requests, under 1 s).
+    // /api/auth/login/: POST 5/min, burst 4 (nginx's `burst=3 nodelay`), per client IP. With 4
+    // at once, the bucket's refill times are 12, 24, 36 and 48 s (less what elapsed between the
+    // requests, under 1 s); the 5th is refused.
     let login = client(dir, &proxy, false, LOGIN_CLIENT);
-    for n in 1..=3u64 {
+    for n in 1..=4u64 {
         let got = send(
             login
                 .post(url(&proxy, "/api/auth/login/"))
@@ -526,8 +530,8 @@ async fn django_example_with_gunicorn_on_a_unix_socket() {
         .await;
         assert_eq!(got.status, StatusCode::OK, "login {n}");
         assert_eq!(got.text(), r#"{"login": "ok", "received": 25}"#);
-        assert_eq!(got.int("ratelimit-limit"), 3);
-        assert_eq!(got.int("ratelimit-remaining"), 3 - n);
+        assert_eq!(got.int("ratelimit-limit"), 4);
+        assert_eq!(got.int("ratelimit-remaining"), 4 - n);
         let reset = got.int("ratelimit-reset");
         assert!(
             (12 * n - 1..=12 * n).contains(&reset),
@@ -546,7 +550,7 @@ async fn django_example_with_gunicorn_on_a_unix_socket() {
         got.status.as_u16(),
         &got.text(),
         "429 Too Many Requests\n",
-        "4th login",
+        "5th login",
     );
     let retry_after = got.int("retry-after");
     assert!(
@@ -688,18 +692,18 @@ async fn django_example_with_gunicorn_on_a_unix_socket() {
     // The app never saw a static or media request, nor the refused ones.
     gunicorn
         .wait_for(
-            "3 logins in the access log",
+            "4 logins in the access log",
             Duration::from_secs(5),
             |lines| {
                 lines
                     .iter()
                     .filter(|l| l.contains("\"POST /api/auth/login/ "))
                     .count()
-                    >= 3
+                    >= 4
             },
         )
         .await;
-    assert_eq!(gunicorn.count(&["\"POST /api/auth/login/ "]), 3);
+    assert_eq!(gunicorn.count(&["\"POST /api/auth/login/ "]), 4);
     assert_eq!(gunicorn.count(&["/static/"]), 0);
     assert_eq!(gunicorn.count(&["/media/"]), 0);
     assert_eq!(
@@ -715,7 +719,7 @@ async fn django_example_with_gunicorn_on_a_unix_socket() {
         ("static", "GET", "304", 1.0),
         ("media", "GET", "200", 1.0),
         ("media", "GET", "404", 1.0),
-        ("login", "POST", "200", 3.0),
+        ("login", "POST", "200", 4.0),
         ("login", "POST", "429", 1.0),
         ("api", "GET", "200", 1.0),
         ("api", "GET", "404", 1.0),
@@ -755,6 +759,209 @@ async fn django_example_with_gunicorn_on_a_unix_socket() {
         "access log:\n{}",
         access.join("\n")
     );
+}
+
+/// The value of cookie `name` in the answer's Set-Cookie fields.
+fn set_cookie(answer: &Answer, name: &str) -> Option<String> {
+    answer
+        .headers
+        .all("set-cookie")
+        .into_iter()
+        .find_map(|line| {
+            let pair = line.split(';').next()?.trim().to_string();
+            let (key, value) = pair.split_once('=')?;
+            (key == name).then(|| value.to_string())
+        })
+}
+
+/// The example's own Django project (examples/compose/django/app) run natively: migrate,
+/// collectstatic and a user as its Dockerfile and an operator would, SQLite instead of
+/// PostgreSQL, Gunicorn on a unix socket, rampart on the example's rampart.toml. A browser's
+/// login: GET the form, POST it back with the csrftoken cookie, the hidden field, Origin and
+/// Referer, and reach the logged-in page with the session cookie.
+#[tokio::test(flavor = "multi_thread")]
+async fn django_project_behind_rampart_static_media_api_and_a_csrf_login() {
+    require_python_deps();
+    let django = Command::new("python3")
+        .args(["-c", "import django"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        django,
+        "needs python3 with Django: `bash .ci/run` or `python3 -m pip install django`"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let app = format!("{EXAMPLES}/django/app");
+    let staticfiles = dir.join("staticfiles");
+    let media = dir.join("media");
+    std::fs::create_dir_all(media.join("uploads")).unwrap();
+    std::fs::write(media.join("uploads/report.txt"), "quarterly report\n").unwrap();
+    const PASSWORD: &str = "correct-horse-battery-42";
+    let env = [
+        ("PYTHONDONTWRITEBYTECODE", "1".to_string()),
+        (
+            "DJANGO_SQLITE_PATH",
+            dir.join("db.sqlite3").display().to_string(),
+        ),
+        ("DJANGO_STATIC_ROOT", staticfiles.display().to_string()),
+        ("DJANGO_MEDIA_ROOT", media.display().to_string()),
+        ("DJANGO_ALLOWED_HOSTS", "localhost".to_string()),
+        ("DJANGO_SUPERUSER_PASSWORD", PASSWORD.to_string()),
+    ];
+    let manage = |args: &[&str]| {
+        let out = Command::new("python3")
+            .arg("manage.py")
+            .args(args)
+            .current_dir(&app)
+            .env_remove("POSTGRES_HOST")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "manage.py {args:?}: {}",
+            text(&out.stderr)
+        );
+    };
+    manage(&["migrate", "--noinput"]);
+    manage(&["collectstatic", "--noinput"]);
+    manage(&[
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "alice",
+        "--email",
+        "alice@example.com",
+    ]);
+
+    // Gunicorn as in the example's Dockerfile: the project's wsgi module on a unix socket.
+    let socket = dir.join("gunicorn.sock");
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "gunicorn", "mysite.wsgi:application", "--bind"])
+        .arg(format!("unix:{}", socket.display()))
+        .args([
+            "--umask",
+            "0o007",
+            "--workers",
+            "2",
+            "--access-logfile",
+            "-",
+        ])
+        .args(["--chdir", &app])
+        .env_remove("POSTGRES_HOST")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut gunicorn = AppServer::spawn("gunicorn", cmd);
+    gunicorn
+        .wait_for_line("Booting worker", Duration::from_secs(20))
+        .await;
+
+    let mut substitutions = common_substitutions(dir);
+    substitutions.extend([
+        ("admin = \"0.0.0.0:9090\"", "admin = \"127.0.0.1:0\"".into()),
+        (
+            "\"unix:/run/gunicorn/gunicorn.sock\"",
+            format!("\"unix:{}\"", socket.display()),
+        ),
+        (
+            "\"/app/staticfiles\"",
+            format!("\"{}\"", staticfiles.display()),
+        ),
+        ("\"/app/media\"", format!("\"{}\"", media.display())),
+    ]);
+    let config = example_config("django", &substitutions);
+    let proxy = start_rampart(dir, &config).await;
+    let browser = client(dir, &proxy, true, DEFAULT_CLIENT);
+
+    // Static (collected from the project), media (an upload), an API route.
+    let got = send(browser.get(url(&proxy, "/static/css/site.css"))).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(
+        got.text(),
+        std::fs::read_to_string(format!("{app}/static/css/site.css")).unwrap()
+    );
+    assert_eq!(
+        got.header("cache-control").as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    let got = send(browser.get(url(&proxy, "/static/admin/css/base.css"))).await;
+    assert_eq!(got.status, StatusCode::OK, "Django admin's collected CSS");
+    let got = send(browser.get(url(&proxy, "/media/uploads/report.txt"))).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.text(), "quarterly report\n");
+    let got = send(browser.get(url(&proxy, "/api/items/"))).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(
+        got.text(),
+        r#"{"items": [{"id": 1, "name": "first"}, {"id": 2, "name": "second"}]}"#
+    );
+    assert_strict_headers(&got.headers, "django api");
+
+    // The login form: Django's CSRF cookie (hardened by rampart) and the hidden field.
+    let login_url = url(&proxy, "/api/auth/login/");
+    let form = send(browser.get(&login_url)).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text());
+    let csrf_cookie = set_cookie(&form, "csrftoken").expect("a csrftoken cookie");
+    let cookie_line = form
+        .headers
+        .all("set-cookie")
+        .into_iter()
+        .find(|l| l.starts_with("csrftoken="))
+        .unwrap();
+    assert!(cookie_line.contains("; Secure"), "{cookie_line}");
+    let page = form.text();
+    let field = "name=\"csrfmiddlewaretoken\" value=\"";
+    let start = page.find(field).expect("the hidden CSRF field") + field.len();
+    let token = &page[start..start + page[start..].find('"').unwrap()];
+    let origin = format!("https://localhost:{}", proxy.https.port());
+    let post = |body: String, cookie: String| {
+        browser
+            .post(&login_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookie)
+            .header("origin", &origin)
+            .header("referer", &login_url)
+            .body(body)
+    };
+
+    // Without the token: Django's CSRF check refuses it.
+    let got = send(post(
+        format!("username=alice&password={PASSWORD}"),
+        format!("csrftoken={csrf_cookie}"),
+    ))
+    .await;
+    assert_eq!(got.status, StatusCode::FORBIDDEN, "no CSRF token");
+
+    // As a browser posts it: accepted, redirected to the welcome page with a session.
+    let got = send(post(
+        format!("csrfmiddlewaretoken={token}&username=alice&password={PASSWORD}"),
+        format!("csrftoken={csrf_cookie}"),
+    ))
+    .await;
+    assert_eq!(got.status, StatusCode::FOUND, "{}", got.text());
+    assert_eq!(got.header("location").as_deref(), Some("/welcome/"));
+    assert_eq!(got.int("ratelimit-limit"), 4, "the login route's limit");
+    let session = set_cookie(&got, "sessionid").expect("a session cookie");
+    let got = send(
+        browser
+            .get(url(&proxy, "/welcome/"))
+            .header("cookie", format!("sessionid={session}")),
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert!(got.text().contains("Welcome, alice."), "{}", got.text());
+    assert_strict_headers(&got.headers, "logged-in page");
+
+    // Health checks reached the project over the socket; static and media never did.
+    gunicorn
+        .wait_for("a health check", Duration::from_secs(10), |lines| {
+            lines
+                .iter()
+                .any(|l| l.contains("\"GET /healthz/ HTTP/1.1\" 200"))
+        })
+        .await;
+    assert_eq!(gunicorn.count(&["/static/"]), 0);
+    assert_eq!(gunicorn.count(&["/media/"]), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
