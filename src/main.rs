@@ -16,7 +16,7 @@ use tracing_subscriber::{filter, fmt, reload, EnvFilter, Layer, Registry};
 
 /// mimalloc instead of glibc's malloc: a request makes some thirty small allocations (header
 /// maps, bodies' frames, futures), and mimalloc's per-thread free lists serve them in a fraction
-/// of the instructions (figures in the README's performance section).
+/// of the instructions (figures in docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -98,7 +98,7 @@ pub async fn forward(
     let mut stale_resends = 0;
     let (response, pick) = loop {
         let Some(pick) = upstream.pick(&failed) else {
-            // Failing fast: every server is known to be down (see README, "all servers down").
+            // Failing fast: every server is known to be down (docs/configuration.md, "all servers down").
             return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyUpstream {
                 upstream: upstream.name.clone(),
             }));

@@ -1,4 +1,4 @@
-//! The code layout the README promises: no module imports one that imports it back.
+//! The code layout docs/architecture.md promises: no module imports one that imports it back.
 
 use std::path::Path;
 use std::process::Command;

@@ -23,6 +23,7 @@ mod code_layout;
 mod command_line;
 mod compression;
 mod connection_caps;
+mod docs_reference;
 mod e2e_compose;
 mod forwarding;
 mod http_redirect;

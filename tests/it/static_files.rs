@@ -98,7 +98,7 @@ fn mtime(path: &Path) -> SystemTime {
     std::fs::metadata(path).unwrap().modified().unwrap()
 }
 
-/// `"<len hex>-<mtime ns hex><suffix>"`, as the README documents.
+/// `"<len hex>-<mtime ns hex><suffix>"`, as docs/configuration.md documents.
 fn expected_etag(path: &Path, suffix: &str) -> String {
     let meta = std::fs::metadata(path).unwrap();
     let nanos = meta

@@ -198,7 +198,7 @@ fn refusing_addr() -> (std::net::SocketAddr, tokio::net::TcpSocket) {
 
 /// A refused connection: a bodiless GET is sent to the other server, a POST with a body never
 /// (its body streams from the client and cannot be replayed; nginx would retry it here, rampart
-/// does not: README, `retries`).
+/// does not: docs/configuration.md, `retries`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_server_get_goes_to_the_other_server_a_post_never() {
     let (dead, _reserved) = refusing_addr();
