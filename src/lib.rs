@@ -7,31 +7,31 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
-pub mod actions;
+pub(crate) mod actions;
 pub mod admin;
-pub mod body;
+pub(crate) mod body;
 pub mod certgen;
-pub mod client_ip;
+pub(crate) mod client_ip;
 pub mod compress;
 pub mod config;
 pub mod encoding;
-pub mod error_chain;
-pub mod errors;
-pub mod header_names;
+pub(crate) mod error_chain;
+pub(crate) mod errors;
+pub(crate) mod header_names;
 pub mod listener;
-pub mod metrics;
-pub mod path;
+pub(crate) mod metrics;
+pub(crate) mod path;
 pub mod policy;
 pub mod proxy;
-pub mod reload;
-pub mod request_body;
-pub mod request_checks;
+pub(crate) mod reload;
+pub(crate) mod request_body;
+pub(crate) mod request_checks;
 pub mod request_id;
 pub mod router;
 pub mod runtime;
-pub mod snapshot;
-pub mod stall;
-pub mod static_files;
+pub(crate) mod snapshot;
+pub(crate) mod stall;
+pub(crate) mod static_files;
 pub mod upstream;
 
 /// The fuzz targets' entry points (`fuzz/fuzz_targets/`), built only by cargo-fuzz, which sets
