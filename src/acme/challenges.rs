@@ -34,14 +34,17 @@ pub fn tls_alpn01_certificate(
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    // Not `CertifiedKey::from_der`: its consistency check parses the certificate with webpki,
+    // which refuses the critical acmeIdentifier extension that RFC 8737 requires.
     let provider = crate::listener::tls::provider();
-    CertifiedKey::from_der(
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(CertifiedKey::new(
         vec![CertificateDer::from(cert.der().to_vec())],
-        key_der,
-        &provider,
-    )
-    .map(Arc::new)
-    .map_err(|e| e.to_string())
+        signing_key,
+    )))
 }
 
 #[cfg(test)]
