@@ -185,3 +185,151 @@ async fn ca_down_at_start_other_hosts_served_and_readyz_names_the_waiting_host()
     assert_eq!(answer.status(), 200);
     server.shutdown().await;
 }
+
+/// A child process killed when the test ends, pass or fail.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn http01_certificate_from_pebble_verifies_to_its_root() {
+    if std::process::Command::new("pebble")
+        .arg("-h")
+        .output()
+        .is_err()
+    {
+        panic!("pebble is not installed (.ci/run installs it)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (pebble_port, management, dns) = (free_port(), free_port(), free_port());
+    let tls_cert = dir.path().join("pebble.crt");
+    let tls_key = dir.path().join("pebble.key");
+    rampart::certgen::write_self_signed(&["localhost".to_string()], &tls_cert, &tls_key).unwrap();
+    let acme = format!(
+        "[acme]\ndirectory = \"https://localhost:{pebble_port}/dir\"\nstorage = \"{}\"\nca_certificates = \"{}\"\nretry_min = \"1s\"\nretry_max = \"2s\"\n",
+        dir.path().join("acme").display(),
+        tls_cert.display()
+    );
+    let snapshot =
+        rampart::config::load_str(&base(dir.path(), &acme, "\"app.example.org\""), "acme.toml")
+            .unwrap();
+    let server = rampart::Server::start(snapshot).await.unwrap();
+
+    // The test DNS: every name is 127.0.0.1 (no AAAA).
+    let _dns = Child(
+        std::process::Command::new("pebble-challtestsrv")
+            .args([
+                "-dns01",
+                &format!("127.0.0.1:{dns}"),
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                &format!("127.0.0.1:{}", free_port()),
+                "-defaultIPv6",
+                "",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let config = serde_json::json!({"pebble": {
+        "listenAddress": format!("127.0.0.1:{pebble_port}"),
+        "managementListenAddress": format!("127.0.0.1:{management}"),
+        "certificate": tls_cert,
+        "privateKey": tls_key,
+        "httpPort": server.http_addr().unwrap().port(),
+        "tlsPort": server.https_addr().port(),
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": false
+    }});
+    let config_path = dir.path().join("pebble.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let _pebble = Child(
+        std::process::Command::new("pebble")
+            .arg("-config")
+            .arg(&config_path)
+            .arg("-dnsserver")
+            .arg(format!("127.0.0.1:{dns}"))
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let admin = server.admin_addr().unwrap();
+    let plain = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        if let Ok(r) = plain.get(format!("http://{admin}/readyz")).send().await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no certificate from pebble; orders failed: {}",
+            server
+                .metrics()
+                .acme_orders
+                .with_label_values(&["failed"])
+                .get()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        server
+            .metrics()
+            .acme_orders
+            .with_label_values(&["valid"])
+            .get()
+            >= 1
+    );
+
+    // Pebble's root, from its management endpoint; the served chain must verify to it.
+    let insecure = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let root = insecure
+        .get(format!("https://localhost:{management}/roots/0"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let verifying = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+        .resolve("app.example.org", server.https_addr())
+        .build()
+        .unwrap();
+    let port = server.https_addr().port();
+    let answer = verifying
+        .get(format!("https://app.example.org:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(dir
+        .path()
+        .join("acme/certs/app.example.org/chain.pem")
+        .exists());
+    server.shutdown().await;
+}
