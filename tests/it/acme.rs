@@ -201,8 +201,10 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-#[tokio::test]
-async fn http01_certificate_from_pebble_verifies_to_its_root() {
+/// Starts rampart with one ACME certificate (`challenge`) and pebble validating against its
+/// listeners; waits for the certificate, checks it verifies to pebble's root, then starts a
+/// second rampart on the same storage (a restart) and checks it serves without a new order.
+async fn pebble_issues_and_a_restart_reuses(challenge: &str) {
     if std::process::Command::new("pebble")
         .arg("-h")
         .output()
@@ -216,7 +218,7 @@ async fn http01_certificate_from_pebble_verifies_to_its_root() {
     let tls_key = dir.path().join("pebble.key");
     rampart::certgen::write_self_signed(&["localhost".to_string()], &tls_cert, &tls_key).unwrap();
     let acme = format!(
-        "[acme]\ndirectory = \"https://localhost:{pebble_port}/dir\"\nstorage = \"{}\"\nca_certificates = \"{}\"\nretry_min = \"1s\"\nretry_max = \"2s\"\n",
+        "[acme]\ndirectory = \"https://localhost:{pebble_port}/dir\"\nstorage = \"{}\"\nca_certificates = \"{}\"\nretry_min = \"1s\"\nretry_max = \"2s\"\nchallenge = \"{challenge}\"\n",
         dir.path().join("acme").display(),
         tls_cert.display()
     );
@@ -332,4 +334,59 @@ async fn http01_certificate_from_pebble_verifies_to_its_root() {
         .join("acme/certs/app.example.org/chain.pem")
         .exists());
     server.shutdown().await;
+
+    // A restart: the stored certificate is served at once, and no order is placed.
+    let snapshot =
+        rampart::config::load_str(&base(dir.path(), &acme, "\"app.example.org\""), "acme.toml")
+            .unwrap();
+    let again = rampart::Server::start(snapshot).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let admin = again.admin_addr().unwrap();
+    loop {
+        if let Ok(r) = plain.get(format!("http://{admin}/readyz")).send().await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stored certificate not used"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let verifying = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+        .resolve("app.example.org", again.https_addr())
+        .build()
+        .unwrap();
+    let port = again.https_addr().port();
+    let answer = verifying
+        .get(format!("https://app.example.org:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let orders = again
+        .metrics()
+        .acme_orders
+        .with_label_values(&["valid"])
+        .get()
+        + again
+            .metrics()
+            .acme_orders
+            .with_label_values(&["failed"])
+            .get();
+    assert_eq!(orders, 0, "a restart placed an order");
+    again.shutdown().await;
+}
+
+#[tokio::test]
+async fn http01_certificate_from_pebble_verifies_to_its_root_and_survives_a_restart() {
+    pebble_issues_and_a_restart_reuses("http-01").await;
+}
+
+#[tokio::test]
+async fn tls_alpn01_certificate_from_pebble_verifies_to_its_root_and_survives_a_restart() {
+    pebble_issues_and_a_restart_reuses("tls-alpn-01").await;
 }
