@@ -104,10 +104,29 @@ fn readiness(snapshot: &Snapshot, metrics: &Metrics) -> Response<ResponseBody> {
                 != 0
         })
         .collect();
-    let mut body = if unready.is_empty() {
+    // Hosts whose first ACME certificate has not arrived: not ready (the others are served).
+    let waiting = snapshot
+        .tls
+        .acme_registry()
+        .map(|registry| registry.waiting_hosts())
+        .unwrap_or_default();
+    let mut body = if unready.is_empty() && waiting.is_empty() {
         "ready\n".to_string()
     } else {
-        format!("not ready: no healthy server in {}\n", unready.join(", "))
+        let mut body = String::new();
+        if !unready.is_empty() {
+            body.push_str(&format!(
+                "not ready: no healthy server in {}\n",
+                unready.join(", ")
+            ));
+        }
+        if !waiting.is_empty() {
+            body.push_str(&format!(
+                "not ready: waiting for the first ACME certificate of {}\n",
+                waiting.join(", ")
+            ));
+        }
+        body
     };
     if !restart.is_empty() {
         body.push_str(&format!(
@@ -115,7 +134,7 @@ fn readiness(snapshot: &Snapshot, metrics: &Metrics) -> Response<ResponseBody> {
             restart.join(", ")
         ));
     }
-    let status = if unready.is_empty() {
+    let status = if unready.is_empty() && waiting.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod acme;
 pub(crate) mod actions;
 pub mod admin;
 pub(crate) mod body;
@@ -73,6 +74,8 @@ pub enum StartError {
     },
     #[error("cannot start an https worker thread: {source}")]
     Worker { source: std::io::Error },
+    #[error("acme.storage: {0}")]
+    AcmeStorage(#[from] acme::storage::StorageError),
 }
 
 /// Starts rampart's listeners for a snapshot.
@@ -116,11 +119,26 @@ impl Server {
             snapshot.listen.https_port_public = https_addr.port();
         }
         let bound = Arc::new(snapshot.listen.clone());
+        // Like the metrics, ACME certificates and challenges outlive reloads.
+        let acme_registry = acme::Registry::new();
+        snapshot.tls.attach_acme(&acme_registry);
+        let acme_settings = snapshot.acme.clone();
+        let acme_certificates = snapshot.tls.acme_certificates.clone();
         let shared: Shared = Arc::new(ArcSwap::from_pointee(snapshot));
         // Metrics outlive reloads: they belong to the server, not to a snapshot.
         let metrics = Arc::new(Metrics::new());
         upstream::health::spawn(&shared.load().upstreams, None, &metrics);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        if let Some(settings) = acme_settings {
+            // Stored certificates are installed by the tasks before they talk to the CA.
+            acme::Manager::spawn(
+                settings,
+                &acme_certificates,
+                &acme_registry,
+                &metrics,
+                &shutdown_rx,
+            )?;
+        }
         // One count for both public listeners: the caps are per client, whichever port it uses.
         let limiter = listener::limit::ConnectionLimiter::new();
         let mut worker_handles = Vec::with_capacity(https.len());
@@ -157,7 +175,12 @@ impl Server {
                 shutdown_rx,
             )));
         }
-        let reloader = Reloader::new(shared.clone(), metrics.clone(), bound.clone());
+        let reloader = Reloader::new(
+            shared.clone(),
+            metrics.clone(),
+            bound.clone(),
+            acme_registry.clone(),
+        );
         reloader.record_certificates(&shared.load());
         metrics.config_last_reload_success.set(reload::unix_now());
         tracing::info!(
@@ -173,6 +196,7 @@ impl Server {
             shared,
             metrics,
             bound,
+            acme_registry,
             shutdown_tx,
             tasks,
             workers: worker_handles,
@@ -237,6 +261,7 @@ pub struct ServerHandle {
     metrics: Arc<Metrics>,
     /// The listen addresses the sockets were bound for.
     bound: Arc<snapshot::Listen>,
+    acme_registry: Arc<acme::Registry>,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     workers: Vec<runtime::WorkerHandle>,
@@ -278,6 +303,7 @@ impl ServerHandle {
             self.shared.clone(),
             self.metrics.clone(),
             self.bound.clone(),
+            self.acme_registry.clone(),
         )
     }
 

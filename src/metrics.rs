@@ -50,6 +50,11 @@ pub struct Metrics {
     /// `rampart_listen_restart_required{key}`: 1 while the config's `listen.https`,
     /// `listen.http`, `listen.admin` or `listen.workers` differs from what is running.
     pub listen_restart_required: IntGaugeVec,
+    /// `rampart_acme_orders_total{result}`: ACME orders placed, by result (valid | failed).
+    pub acme_orders: IntCounterVec,
+    /// `rampart_acme_renewal_failures_total{certificate}`: failed attempts to renew a
+    /// certificate that is already served (the first issue's failures count in `acme_orders`).
+    pub acme_renewal_failures: IntCounterVec,
 }
 
 /// The listen keys a reload cannot apply (sockets are bound once).
@@ -143,6 +148,18 @@ impl Metrics {
                  applies it.",
                 &["key"],
             ),
+            acme_orders: counter_vec(
+                &registry,
+                "rampart_acme_orders_total",
+                "ACME orders placed, by result (valid, failed).",
+                &["result"],
+            ),
+            acme_renewal_failures: counter_vec(
+                &registry,
+                "rampart_acme_renewal_failures_total",
+                "Failed attempts to renew an ACME certificate that is being served.",
+                &["certificate"],
+            ),
             registry,
         };
         for key in LISTEN_KEYS {
@@ -150,6 +167,9 @@ impl Metrics {
         }
         for result in ["success", "failure"] {
             metrics.config_reloads.with_label_values(&[result]);
+        }
+        for result in ["valid", "failed"] {
+            metrics.acme_orders.with_label_values(&[result]);
         }
         for listener in ["https", "http", "admin"] {
             metrics.active_connections.with_label_values(&[listener]);

@@ -20,14 +20,22 @@ pub struct Reloader {
     /// The listen addresses as configured when the sockets were bound: every reload is
     /// compared with these, not with the last config (whose address may never have applied).
     bound: Arc<Listen>,
+    /// ACME certificates and challenges, attached to every snapshot swapped in.
+    acme: Arc<crate::acme::Registry>,
 }
 
 impl Reloader {
-    pub(crate) fn new(shared: Shared, metrics: Arc<Metrics>, bound: Arc<Listen>) -> Self {
+    pub(crate) fn new(
+        shared: Shared,
+        metrics: Arc<Metrics>,
+        bound: Arc<Listen>,
+        acme: Arc<crate::acme::Registry>,
+    ) -> Self {
         Reloader {
             shared,
             metrics,
             bound,
+            acme,
         }
     }
 
@@ -59,6 +67,12 @@ impl Reloader {
         for warning in &snapshot.warnings {
             tracing::warn!("{warning}");
         }
+        // `[acme]` itself is read at start: a change needs a restart (the tasks and storage
+        // are the server's), but certificates already obtained keep being served.
+        if snapshot.acme != self.shared.load().acme {
+            tracing::warn!("[acme] changed: restart rampart to apply it (ACME certificates already obtained are still served)");
+        }
+        snapshot.tls.attach_acme(&self.acme);
         self.record_certificates(&snapshot);
         // Before the swap: servers kept from the running config keep their health.
         let running = &self.shared.load().upstreams;
@@ -97,6 +111,9 @@ impl Reloader {
                     .with_label_values(&[info.label.as_str()])
                     .set(not_after);
             }
+        }
+        for (name, not_after) in self.acme.expiries() {
+            gauge.with_label_values(&[name.as_str()]).set(not_after);
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub upstreams: Vec<Arc<Upstream>>,
     /// The config file and every certificate and key it names (what a reload watches).
     pub files: Vec<PathBuf>,
+    /// `[acme]`, when certificates come from an ACME CA.
+    pub acme: Option<Arc<crate::acme::config::AcmeSettings>>,
     /// Config sections accepted but not implemented in this version (logged at start).
     pub warnings: Vec<String>,
 }

@@ -42,6 +42,8 @@ pub struct File {
     pub log: Log,
     #[serde(default)]
     pub rate_limit: RateLimitStore,
+    /// `[acme]`: certificates obtained and renewed from an ACME CA (DESIGN §5b).
+    pub acme: Option<Spanned<Acme>>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, Upstream>,
     /// Spanned so that errors about a whole route (two actions, none) name its `[[routes]]` line.
@@ -71,8 +73,16 @@ pub struct Listen {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
+    /// Absent only with `acme = true`; validation names the key either way.
+    #[serde(default = "empty_path")]
     pub cert: Spanned<PathBuf>,
+    #[serde(default = "empty_path")]
     pub key: Spanned<PathBuf>,
+    /// `acme = true`: the default certificate comes from the `[acme]` CA, for `hosts`.
+    #[serde(default = "no_acme")]
+    pub acme: Spanned<bool>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
     #[serde(default = "default_min_version")]
     pub min_version: Spanned<String>,
     #[serde(default)]
@@ -86,8 +96,62 @@ pub struct Tls {
 #[serde(deny_unknown_fields)]
 pub struct TlsCertificate {
     pub hosts: Vec<String>,
+    #[serde(default = "empty_path")]
     pub cert: Spanned<PathBuf>,
+    #[serde(default = "empty_path")]
     pub key: Spanned<PathBuf>,
+    /// Instead of cert/key: obtained and renewed from the `[acme]` CA.
+    #[serde(default)]
+    pub acme: bool,
+}
+
+/// `[acme]`: the CA, the account and where its state is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acme {
+    pub directory: Spanned<String>,
+    pub email: Option<Spanned<String>>,
+    /// A directory path, or "redis" (through `[rate_limit].redis_url`).
+    pub storage: Spanned<String>,
+    #[serde(default = "default_acme_challenge")]
+    pub challenge: Spanned<String>,
+    /// Trust for the directory's own TLS (a private CA, tests).
+    pub ca_certificates: Option<Spanned<PathBuf>>,
+    pub eab: Option<Spanned<Eab>>,
+    /// After a failed order: the first wait, doubled each failure up to `retry_max`.
+    #[serde(default = "default_acme_retry_min")]
+    pub retry_min: Duration,
+    #[serde(default = "default_acme_retry_max")]
+    pub retry_max: Duration,
+}
+
+/// `eab = { kid, hmac_key }`: external account binding (RFC 8555 §7.3.4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Eab {
+    pub kid: String,
+    /// Base64url, as CAs hand it out.
+    pub hmac_key: String,
+}
+
+fn default_acme_retry_min() -> Duration {
+    secs(60)
+}
+
+fn default_acme_retry_max() -> Duration {
+    secs(6 * 3600)
+}
+
+fn empty_path() -> Spanned<PathBuf> {
+    Spanned::new(0..0, PathBuf::new())
+}
+
+fn no_acme() -> Spanned<bool> {
+    Spanned::new(0..0, false)
+}
+
+fn default_acme_challenge() -> Spanned<String> {
+    Spanned::new(0..0, "http-01".to_string())
 }
 
 /// `[client]`: what clients may send.

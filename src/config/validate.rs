@@ -13,6 +13,7 @@ use http::{HeaderValue, Method, StatusCode};
 
 use super::model::{self, Spanned};
 use super::source::{ConfigError, ConfigErrors, Source};
+use crate::acme::config::{AcmeSettings, Challenge, Eab, StorageKind};
 use crate::actions::{RedirectTemplate, Respond};
 use crate::listener::limit::Caps;
 use crate::listener::tls::{self, CertSource};
@@ -124,6 +125,7 @@ pub fn validate(
     );
 
     let log = log_settings(&mut v, &file.log);
+    let acme = acme_settings(&mut v, &file);
 
     if !v.errors.is_empty() {
         return Err(ConfigErrors(v.errors));
@@ -148,6 +150,7 @@ pub fn validate(
         log,
         upstreams: upstreams.into_values().collect(),
         files,
+        acme,
         warnings: v.warnings,
     })
 }
@@ -342,8 +345,36 @@ fn tls_settings(
 
     let cert = tls.cert.get_ref();
     let key = tls.key.get_ref();
+    let default_acme = *tls.acme.get_ref();
+    let mut ok = true;
+    if default_acme {
+        if !cert.as_os_str().is_empty() || !key.as_os_str().is_empty() {
+            v.at(
+                &tls.acme,
+                "tls.acme",
+                "acme = true replaces cert and key: remove them, or remove acme",
+            );
+            ok = false;
+        }
+        if tls.hosts.is_empty() {
+            v.at(
+                &tls.acme,
+                "tls.hosts",
+                "acme = true needs the names to obtain the certificate for: hosts = [\"example.org\"]",
+            );
+            ok = false;
+        }
+    } else if !tls.hosts.is_empty() {
+        v.near(
+            0..0,
+            "tls.hosts",
+            "hosts on [tls] are only for acme = true (the default certificate's own names are in the file)",
+        );
+        ok = false;
+    }
     let mut in_memory = None;
-    if tls.self_signed_if_missing
+    if !default_acme
+        && tls.self_signed_if_missing
         && missing_cert != MissingCert::Refuse
         && !cert.exists()
         && !key.exists()
@@ -393,7 +424,7 @@ fn tls_settings(
         }
     }
 
-    if in_memory.is_none() && v.skips_missing() {
+    if in_memory.is_none() && !default_acme && v.skips_missing() {
         let mut unseen = false;
         for (path, spanned, key_name) in [(cert, &tls.cert, "tls.cert"), (key, &tls.key, "tls.key")]
         {
@@ -418,6 +449,9 @@ fn tls_settings(
     if v.skips_missing() {
         for (index, extra) in tls.certificates.iter().enumerate() {
             let extra = extra.get_ref();
+            if extra.acme {
+                continue;
+            }
             let prefix = format!("tls.certificates[{index}]");
             let mut unseen = false;
             for (spanned, name) in [(&extra.cert, "cert"), (&extra.key, "key")] {
@@ -432,12 +466,18 @@ fn tls_settings(
         }
     }
 
-    let mut ok = true;
     for (path, spanned, key_name) in [(cert, &tls.cert, "tls.cert"), (key, &tls.key, "tls.key")] {
-        if in_memory.is_some() {
+        if in_memory.is_some() || default_acme {
             break;
         }
-        if let Err(err) = std::fs::metadata(path) {
+        if path.as_os_str().is_empty() {
+            v.near(
+                0..0,
+                key_name,
+                "missing: give cert and key, or acme = true with [acme]",
+            );
+            ok = false;
+        } else if let Err(err) = std::fs::metadata(path) {
             v.at(
                 spanned,
                 key_name,
@@ -466,6 +506,19 @@ fn tls_settings(
                 ok = false;
             }
         }
+        if extra.get_ref().acme {
+            let written = !extra.get_ref().cert.get_ref().as_os_str().is_empty()
+                || !extra.get_ref().key.get_ref().as_os_str().is_empty();
+            if written {
+                v.at(
+                    extra,
+                    &format!("{prefix}.acme"),
+                    "acme = true replaces cert and key: remove them, or remove acme",
+                );
+                ok = false;
+            }
+            continue;
+        }
         if unseen_extras.contains(&index) {
             continue;
         }
@@ -477,7 +530,14 @@ fn tls_settings(
             ),
             (extra.get_ref().key.get_ref(), &extra.get_ref().key, "key"),
         ] {
-            if let Err(err) = std::fs::metadata(path) {
+            if path.as_os_str().is_empty() {
+                v.at(
+                    extra,
+                    &format!("{prefix}.{name}"),
+                    "missing: give cert and key, or acme = true with [acme]",
+                );
+                ok = false;
+            } else if let Err(err) = std::fs::metadata(path) {
                 v.at(
                     spanned,
                     &format!("{prefix}.{name}"),
@@ -501,10 +561,12 @@ fn tls_settings(
             cert: c.get_ref().cert.get_ref(),
             key: c.get_ref().key.get_ref(),
             inline_pem: None,
+            acme: c.get_ref().acme,
         })
         .collect();
     let default = CertSource {
-        hosts: &[],
+        hosts: &tls.hosts,
+        acme: default_acme,
         cert,
         key,
         inline_pem: in_memory
@@ -513,8 +575,11 @@ fn tls_settings(
     };
     match tls::build(default, &extras, min_tls13) {
         Ok(settings) => {
-            let mut files = vec![cert.clone(), key.clone()];
-            for c in &tls.certificates {
+            let mut files = Vec::new();
+            if !default_acme {
+                files.extend([cert.clone(), key.clone()]);
+            }
+            for c in tls.certificates.iter().filter(|c| !c.get_ref().acme) {
                 files.push(c.get_ref().cert.get_ref().clone());
                 files.push(c.get_ref().key.get_ref().clone());
             }
@@ -1336,4 +1401,177 @@ fn static_fallback(
             None
         }
     }
+}
+
+/// `[acme]` and the certificates that use it (DESIGN §5b).
+fn acme_settings(v: &mut Validator<'_>, file: &model::File) -> Option<Arc<AcmeSettings>> {
+    // (key, hosts) of every certificate with acme = true.
+    let mut wanted: Vec<(String, &[String])> = Vec::new();
+    if let Some(tls) = &file.tls {
+        if *tls.acme.get_ref() {
+            wanted.push(("tls.hosts".to_string(), &tls.hosts));
+        }
+        for (index, extra) in tls.certificates.iter().enumerate() {
+            if extra.get_ref().acme {
+                wanted.push((
+                    format!("tls.certificates[{index}].hosts"),
+                    &extra.get_ref().hosts,
+                ));
+            }
+        }
+    }
+    let Some(acme) = &file.acme else {
+        if let Some((key, _)) = wanted.first() {
+            v.near(
+                0..0,
+                key,
+                "acme = true needs an [acme] section (directory, storage)",
+            );
+        }
+        return None;
+    };
+    let acme = acme.get_ref();
+    if wanted.is_empty() {
+        v.warnings.push(
+            "[acme] is configured but no certificate has acme = true: nothing will be obtained"
+                .to_string(),
+        );
+    }
+    let directory = acme.directory.get_ref().trim().to_string();
+    match directory.parse::<http::Uri>() {
+        Ok(uri) if uri.scheme_str() == Some("https") && uri.host().is_some() => {}
+        _ => v.at(
+            &acme.directory,
+            "acme.directory",
+            "expected the CA's https:// directory URL (the ACME protocol runs over https only)",
+        ),
+    }
+    let challenge = Challenge::parse(acme.challenge.get_ref());
+    match challenge {
+        None => v.near(
+            acme.challenge.span(),
+            "acme.challenge",
+            "expected \"http-01\" or \"tls-alpn-01\" (DNS-01 is not implemented)",
+        ),
+        Some(Challenge::Http01) if file.listen.http.is_none() => v.near(
+            acme.challenge.span(),
+            "acme.challenge",
+            "http-01 is answered on the plain-http listener: set listen.http (port 80), or use \"tls-alpn-01\"",
+        ),
+        Some(_) => {}
+    }
+    let challenge = challenge.unwrap_or(Challenge::Http01);
+    for (key, hosts) in &wanted {
+        for host in hosts.iter() {
+            if let Some(reason) = crate::acme::config::refuse_host(host, challenge) {
+                v.near(0..0, key, reason);
+            }
+        }
+    }
+    let storage = match acme.storage.get_ref().trim() {
+        "redis" => match &file.rate_limit.redis_url {
+            Some(url) => Some(StorageKind::Redis(url.clone())),
+            None => {
+                v.at(
+                    &acme.storage,
+                    "acme.storage",
+                    "storage = \"redis\" uses [rate_limit].redis_url, which is not set",
+                );
+                None
+            }
+        },
+        "" => {
+            v.at(
+                &acme.storage,
+                "acme.storage",
+                "expected a directory path or \"redis\"",
+            );
+            None
+        }
+        path => {
+            let path = PathBuf::from(path);
+            let usable = match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_dir() => Ok(()),
+                Ok(_) => Err("exists and is not a directory".to_string()),
+                Err(_) => match path.parent().map(std::fs::metadata) {
+                    Some(Ok(parent)) if parent.is_dir() => Ok(()),
+                    _ => Err("neither it nor its parent directory exists".to_string()),
+                },
+            };
+            match usable {
+                Ok(()) => Some(StorageKind::Dir(path)),
+                Err(reason) => {
+                    v.at(
+                        &acme.storage,
+                        "acme.storage",
+                        format!("{}: {reason}", path.display()),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    if let Some(ca) = &acme.ca_certificates {
+        if let Err(err) = std::fs::metadata(ca.get_ref()) {
+            v.at(
+                ca,
+                "acme.ca_certificates",
+                format!(
+                    "cannot read {}: {}",
+                    ca.get_ref().display(),
+                    io_reason(&err)
+                ),
+            );
+        }
+    }
+    let eab = match &acme.eab {
+        None => None,
+        Some(eab) => match crate::acme::config::decode_base64(&eab.get_ref().hmac_key) {
+            Some(hmac_key) if !eab.get_ref().kid.is_empty() => Some(Eab {
+                kid: eab.get_ref().kid.clone(),
+                hmac_key,
+            }),
+            _ => {
+                v.at(
+                    eab,
+                    "acme.eab",
+                    "expected { kid = \"…\", hmac_key = \"base64url…\" } as the CA gave them",
+                );
+                None
+            }
+        },
+    };
+    let email = acme.email.as_ref().map(|email| {
+        let text = email.get_ref().trim();
+        let plausible = text
+            .split_once('@')
+            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'));
+        if !plausible {
+            v.at(
+                email,
+                "acme.email",
+                "expected an address like \"ops@example.com\"",
+            );
+        }
+        text.to_string()
+    });
+    if acme.retry_min.0.is_zero() || acme.retry_max.0 < acme.retry_min.0 {
+        v.near(
+            0..0,
+            "acme.retry_min",
+            "expected 0 < retry_min <= retry_max (the back-off after a failed order)",
+        );
+    }
+    Some(Arc::new(AcmeSettings {
+        timing: crate::acme::Timing {
+            backoff_min: acme.retry_min.0,
+            backoff_max: acme.retry_max.0,
+        },
+        directory,
+        email,
+        storage: storage?,
+        challenge,
+        ca_certificates: acme.ca_certificates.as_ref().map(|c| c.get_ref().clone()),
+        eab,
+    }))
 }

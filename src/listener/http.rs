@@ -1,4 +1,5 @@
-//! The plain-HTTP listener: every request is redirected to https, nothing is proxied.
+//! The plain-HTTP listener: every request is redirected to https, nothing is proxied; the one
+//! exception is the HTTP-01 answer of a pending ACME order (`/.well-known/acme-challenge/TOKEN`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -59,7 +60,12 @@ pub async fn run(
             let builder = builder.http1_only();
             let service = service_fn(move |request| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(redirect(&request, &shared)) }
+                async move {
+                    if let Some(answer) = acme_http01(&request, &shared).await {
+                        return Ok::<_, Infallible>(answer);
+                    }
+                    Ok::<_, Infallible>(redirect(&request, &shared))
+                }
             });
             // A redirect is answered at once, so nothing is ever in flight here: a client that
             // reads none of its answers is closed at idle_timeout or send_timeout.
@@ -73,6 +79,27 @@ pub async fn run(
         });
     }
     super::https::drain(graceful, &shared).await;
+}
+
+/// The key authorization of a pending HTTP-01 challenge (RFC 8555 §8.3), before the redirect
+/// and any other rule: the CA's validator must reach it on plain http. A token that no pending
+/// order has gets the redirect like any other path.
+async fn acme_http01(
+    request: &Request<Incoming>,
+    shared: &Shared,
+) -> Option<Response<ResponseBody>> {
+    if !matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
+        return None;
+    }
+    let token = crate::acme::challenges::http01_token(request.uri().path())?;
+    let registry = shared.load().tls.acme_registry()?;
+    let answer = registry.http01_answer(token).await?;
+    let mut response = Response::new(ResponseBody::full(bytes::Bytes::from(answer)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Some(response)
 }
 
 /// `https://{host}[:https_port_public]{path}?{query}` with `http_redirect_status`.

@@ -127,6 +127,15 @@ pub async fn run(
                 };
             let (_, session) = tls.get_ref();
             let sni = session.server_name().map(str::to_owned);
+            if session.alpn_protocol() == Some(super::tls::ACME_TLS_ALPN) {
+                // A TLS-ALPN-01 validation: the handshake was the answer (RFC 8737 §3).
+                let _ = tokio::time::timeout(
+                    limits.send_timeout,
+                    tokio::io::AsyncWriteExt::shutdown(&mut tls),
+                )
+                .await;
+                return;
+            }
             let h2 = session.alpn_protocol() == Some(b"h2");
             if h2 {
                 // RFC 9113 §3.4: the preface, or GOAWAY(PROTOCOL_ERROR) (listener/preface.rs).

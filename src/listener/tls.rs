@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -32,12 +33,16 @@ pub struct CertSource<'a> {
     /// PEM texts to use instead of reading `cert` and `key` (`rampart check` with a
     /// development certificate that does not exist yet).
     pub inline_pem: Option<(&'a [u8], &'a [u8])>,
+    /// Obtained from the ACME CA at run time: nothing to read now (see [`crate::acme`]).
+    pub acme: bool,
 }
 
 /// The compiled TLS side of a snapshot.
 pub struct TlsSettings {
     pub server_config: Arc<ServerConfig>,
     store: Arc<CertStore>,
+    /// The ACME certificates of this config: (storage name, hosts).
+    pub acme_certificates: Vec<(String, Vec<String>)>,
     /// Every configured certificate, `[tls]` first, for the expiry metric.
     pub certificates: Vec<CertificateInfo>,
 }
@@ -71,6 +76,24 @@ impl TlsSettings {
     pub fn cert_for(&self, name: Option<&str>) -> usize {
         self.store.index_for(name)
     }
+
+    /// Connects this snapshot's ACME certificates (and TLS-ALPN-01 challenges) to the server's
+    /// registry, which outlives reloads: done when the snapshot starts serving.
+    pub fn attach_acme(&self, registry: &Arc<crate::acme::Registry>) {
+        self.store.acme.store(Some(registry.clone()));
+    }
+
+    /// The registry attached by [`TlsSettings::attach_acme`], if any.
+    pub fn acme_registry(&self) -> Option<Arc<crate::acme::Registry>> {
+        self.store.acme.load_full()
+    }
+}
+
+/// The name an ACME certificate is stored under: its first host, lower-cased.
+pub fn acme_name(hosts: &[String]) -> String {
+    hosts
+        .first()
+        .map_or_else(String::new, |h| h.trim().to_ascii_lowercase())
 }
 
 pub fn provider() -> Arc<CryptoProvider> {
@@ -85,16 +108,27 @@ pub fn build(
 ) -> Result<TlsSettings, TlsError> {
     let provider = provider();
     let mut certificates = Vec::with_capacity(extra.len() + 1);
+    let mut acme_certificates = Vec::new();
+    let mut slot = |source: &CertSource<'_>| -> Result<Slot, TlsError> {
+        if source.acme {
+            let name = acme_name(source.hosts);
+            acme_certificates.push((name.clone(), source.hosts.to_vec()));
+            Ok(Slot::Acme(name))
+        } else {
+            Ok(Slot::Static(Arc::new(load_certified_key(
+                source, &provider,
+            )?)))
+        }
+    };
     let mut store = CertStore {
         exact: HashMap::new(),
         wildcard: Vec::new(),
-        certs: vec![Arc::new(load_certified_key(&default, &provider)?)],
+        certs: vec![slot(&default)?],
+        acme: ArcSwapOption::empty(),
     };
     for source in extra {
         let index = store.certs.len();
-        store
-            .certs
-            .push(Arc::new(load_certified_key(source, &provider)?));
+        store.certs.push(slot(source)?);
         for host in source.hosts {
             let host = host.trim().to_ascii_lowercase();
             match host.strip_prefix("*.") {
@@ -112,6 +146,10 @@ pub fn build(
                 || format!("certificates[{}]", index - 1),
                 |h| h.trim().to_ascii_lowercase(),
             ),
+        };
+        // An ACME certificate's expiry is recorded by the ACME task when it is installed.
+        let Slot::Static(certified) = certified else {
+            continue;
         };
         let not_after = certified.cert.first().and_then(|leaf| not_after(leaf));
         certificates.push(CertificateInfo { label, not_after });
@@ -133,12 +171,17 @@ pub fn build(
         .with_no_client_auth()
         .with_cert_resolver(store.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if !acme_certificates.is_empty() {
+        // TLS-ALPN-01 (RFC 8737): only the CA's validator offers it, and only it.
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     // Stateless resumption keeps repeat handshakes cheap for returning clients.
     config.ticketer =
         rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
     Ok(TlsSettings {
         server_config: Arc::new(config),
         store,
+        acme_certificates,
         certificates,
     })
 }
@@ -188,12 +231,23 @@ fn pem_reason(err: rustls_pki_types::pem::Error) -> String {
     }
 }
 
+/// The ALPN protocol of TLS-ALPN-01 challenges (RFC 8737 §6.2).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+#[derive(Debug)]
+enum Slot {
+    Static(Arc<CertifiedKey>),
+    /// Whatever the ACME registry holds under this name (nothing before the first issue).
+    Acme(String),
+}
+
 #[derive(Debug)]
 struct CertStore {
     exact: HashMap<String, usize>,
     wildcard: Vec<(String, usize)>,
     /// Index 0 is the `[tls]` default.
-    certs: Vec<Arc<CertifiedKey>>,
+    certs: Vec<Slot>,
+    acme: ArcSwapOption<crate::acme::Registry>,
 }
 
 impl CertStore {
@@ -212,8 +266,20 @@ impl CertStore {
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let acme_alpn = hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+        if acme_alpn {
+            // Only the challenge certificate answers `acme-tls/1`, never a real one.
+            let registry = self.acme.load();
+            let registry = registry.as_ref()?;
+            return registry.alpn_challenge(hello.server_name()?);
+        }
         let index = self.index_for(hello.server_name());
-        self.certs.get(index).cloned()
+        match self.certs.get(index)? {
+            Slot::Static(certified) => Some(certified.clone()),
+            Slot::Acme(name) => self.acme.load().as_ref()?.certificate(name),
+        }
     }
 }
 
@@ -229,6 +295,7 @@ mod tests {
             cert: Path::new("inline.crt"),
             key: Path::new("inline.key"),
             inline_pem: Some((generated.cert_pem.as_bytes(), generated.key_pem.as_bytes())),
+            acme: false,
         };
         let settings = build(default, &[], false).unwrap();
         let expiry = settings.certificates[0].not_after.unwrap();
@@ -276,6 +343,7 @@ mod tests {
             cert: Path::new("a.crt"),
             key: Path::new("b.key"),
             inline_pem: Some((one.cert_pem.as_bytes(), other.key_pem.as_bytes())),
+            acme: false,
         };
         match build(source, &[], false) {
             Err(TlsError::Key { reason, .. }) => assert!(reason.contains("does not belong")),

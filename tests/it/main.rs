@@ -9,6 +9,7 @@
 mod common;
 
 mod access_log;
+mod acme;
 mod admin_metrics;
 mod attack_catalogue;
 mod attack_h2;
