@@ -29,6 +29,9 @@ COPY config/docker.toml /etc/rampart/rampart.toml
 # Mount the real certificate here (tls.crt, tls.key). Without one, rampart writes a self-signed
 # development certificate into it, with a loud warning: the folder belongs to the runtime user.
 COPY --from=build --chown=65532:65532 /empty /etc/rampart/certs
+# ACME storage ([acme] storage = "/var/lib/rampart/acme"): a named volume mounted here starts
+# with this directory's owner, so the runtime user can write the account and certificates.
+COPY --from=build --chown=65532:65532 /empty /var/lib/rampart/acme
 ENV RAMPART_CONFIG=/etc/rampart/rampart.toml
 # Numeric, so Kubernetes' runAsNonRoot can verify it (a user name cannot be checked).
 USER 65532:65532

@@ -390,3 +390,28 @@ async fn http01_certificate_from_pebble_verifies_to_its_root_and_survives_a_rest
 async fn tls_alpn01_certificate_from_pebble_verifies_to_its_root_and_survives_a_restart() {
     pebble_issues_and_a_restart_reuses("tls-alpn-01").await;
 }
+
+/// The Django compose example's variant without certbot: its rampart.acme.toml passes `rampart
+/// check` (storage pointed at a temporary directory; the app's static roots exist only in the
+/// containers, hence `--skip-missing-paths`).
+#[test]
+fn the_compose_example_without_certbot_passes_check() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/compose/django/rampart.acme.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("acme");
+    assert!(text.contains("\"/var/lib/rampart/acme\""));
+    let text = text.replace("/var/lib/rampart/acme", &storage.display().to_string());
+    std::fs::write(dir.path().join("rampart.toml"), text).unwrap();
+    let out = super::common::binary::rampart(dir.path())
+        .args(["check", "--skip-missing-paths", "-c", "rampart.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
