@@ -170,6 +170,30 @@ fn example_config(example: &str, substitutions: &[(&str, String)]) -> String {
 
 /// The substitutions both examples need: the public listeners on loopback ports of the OS's
 /// choice, and the certificate `rampart cert` writes into `dir/certs`.
+/// The Django example's paths (the Gunicorn socket, static and media roots) and its admin
+/// listener moved to the test's, on top of [`common_substitutions`].
+fn django_substitutions(
+    dir: &Path,
+    socket: &Path,
+    staticfiles: &Path,
+    media: &Path,
+) -> Vec<(&'static str, String)> {
+    let mut substitutions = common_substitutions(dir);
+    substitutions.extend([
+        ("admin = \"0.0.0.0:9090\"", "admin = \"127.0.0.1:0\"".into()),
+        (
+            "\"unix:/run/gunicorn/gunicorn.sock\"",
+            format!("\"unix:{}\"", socket.display()),
+        ),
+        (
+            "\"/app/staticfiles\"",
+            format!("\"{}\"", staticfiles.display()),
+        ),
+        ("\"/app/media\"", format!("\"{}\"", media.display())),
+    ]);
+    substitutions
+}
+
 fn common_substitutions(dir: &Path) -> Vec<(&'static str, String)> {
     let certs = dir.join("certs");
     vec![
@@ -429,18 +453,8 @@ async fn django_example_with_gunicorn_on_a_unix_socket() {
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o770, "socket mode");
 
-    let mut substitutions = common_substitutions(dir);
+    let mut substitutions = django_substitutions(dir, &socket, &staticfiles, &media);
     substitutions.extend([
-        ("admin = \"0.0.0.0:9090\"", "admin = \"127.0.0.1:0\"".into()),
-        (
-            "\"unix:/run/gunicorn/gunicorn.sock\"",
-            format!("\"unix:{}\"", socket.display()),
-        ),
-        (
-            "\"/app/staticfiles\"",
-            format!("\"{}\"", staticfiles.display()),
-        ),
-        ("\"/app/media\"", format!("\"{}\"", media.display())),
         // The test's "office": an address of the loopback /8 that the client binds to. Every
         // other test client (127.0.0.1 included) is outside the allow list, as the Internet is.
         (
@@ -856,19 +870,7 @@ async fn django_project_behind_rampart_static_media_api_and_a_csrf_login() {
         .wait_for_line("Booting worker", Duration::from_secs(20))
         .await;
 
-    let mut substitutions = common_substitutions(dir);
-    substitutions.extend([
-        ("admin = \"0.0.0.0:9090\"", "admin = \"127.0.0.1:0\"".into()),
-        (
-            "\"unix:/run/gunicorn/gunicorn.sock\"",
-            format!("\"unix:{}\"", socket.display()),
-        ),
-        (
-            "\"/app/staticfiles\"",
-            format!("\"{}\"", staticfiles.display()),
-        ),
-        ("\"/app/media\"", format!("\"{}\"", media.display())),
-    ]);
+    let substitutions = django_substitutions(dir, &socket, &staticfiles, &media);
     let config = example_config("django", &substitutions);
     let proxy = start_rampart(dir, &config).await;
     let browser = client(dir, &proxy, true, DEFAULT_CLIENT);

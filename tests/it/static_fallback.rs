@@ -28,11 +28,6 @@ impl Spa {
     }
 }
 
-fn write(path: &Path, content: impl AsRef<[u8]>) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
 /// A built front end in `dist/` served at `/`, with the shell as fallback; a secret next to
 /// the root, links inside it leading out and to a hidden file.
 async fn spa() -> Spa {
@@ -277,29 +272,6 @@ async fn escapes_hidden_denied_and_outside_paths_keep_their_status_h1_and_h2() {
         assert!(!body.contains("id=\"app\""), "h2 {path}: the shell");
     }
     spa.proxy.assert_still_serves_at("/dashboard").await;
-}
-
-/// One HTTP/2 GET with `path` as its :path, exactly: status and body.
-async fn h2_get_raw_path(proxy: &TestProxy, path: &str) -> (u16, String) {
-    use http_body_util::{BodyExt, Empty};
-    let tls = tls_connect(proxy.https_addr(), Some("localhost"), &[b"h2"], None)
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let uri: http::Uri = format!("https://localhost{path}").parse().unwrap();
-    let request = http::Request::get(uri)
-        .body(Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A fallback that does not exist (or is not a plain file in the root) is refused at load,

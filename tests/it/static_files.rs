@@ -34,11 +34,6 @@ impl Site {
     }
 }
 
-fn write(path: &Path, content: impl AsRef<[u8]>) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
 /// `/static/` (1-year cache, index.html), `/media/` (short cache, denied extensions, sandbox
 /// CSP) and `/plain/` (the static tree again, no index, no cache_control).
 async fn site() -> Site {

@@ -1453,3 +1453,32 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
 // ---------------------------------------------------------------------------------------------
 
 pub mod byte_recorder;
+
+/// One HTTP/2 GET with `path` as its :path, exactly: status and body.
+pub async fn h2_get_raw_path(proxy: &TestProxy, path: &str) -> (u16, String) {
+    use http_body_util::{BodyExt, Empty};
+    let tls = tls_connect(proxy.https_addr(), Some("localhost"), &[b"h2"], None)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let uri: http::Uri = format!("https://localhost{path}").parse().unwrap();
+    let request = http::Request::get(uri)
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Writes `content` at `path`, creating its directories (test fixtures).
+pub fn write(path: &std::path::Path, content: impl AsRef<[u8]>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
