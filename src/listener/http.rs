@@ -32,6 +32,9 @@ pub async fn run(
     while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
         let (header_timeout, deadlines, caps) = {
             let snapshot = shared.load();
+            if super::banned_at_accept(&snapshot, peer.ip(), &metrics) {
+                continue;
+            }
             let deadlines = Deadlines {
                 idle: snapshot.client.idle_timeout,
                 send: snapshot.client.send_timeout,

@@ -90,6 +90,10 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
         let snapshot = shared.load_full();
+        // A banned client is dropped here, before any TLS work is spent on it.
+        if super::banned_at_accept(&snapshot, peer.ip(), &metrics) {
+            continue;
+        }
         // Over a cap the socket is dropped here, before any TLS work is spent on it.
         let Some(permit) = limiter.admit(peer, snapshot.client.connection_caps, &metrics) else {
             continue;

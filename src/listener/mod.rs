@@ -13,7 +13,7 @@ pub mod resets;
 pub mod stalled_streams;
 pub mod tls;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -37,4 +37,20 @@ pub(crate) async fn next_connection(
             _ = shutdown.changed() => return None,
         }
     }
+}
+
+/// A banned client is closed at accept, before any TLS work (and counted in
+/// `rampart_banned_refused_total{stage="accept"}`). `client`: the peer, or the source a PROXY
+/// protocol header carried.
+pub(crate) fn banned_at_accept(
+    snapshot: &crate::Snapshot,
+    client: IpAddr,
+    metrics: &crate::Metrics,
+) -> bool {
+    if !snapshot.bans.refuses(client) {
+        return false;
+    }
+    metrics.banned_refused.with_label_values(&["accept"]).inc();
+    tracing::debug!(%client, "banned client closed at accept");
+    true
 }
