@@ -42,7 +42,7 @@ pub mod upstream;
 pub mod fuzzing {
     pub use crate::actions::fuzz::redirect;
     pub use crate::config::fuzz::config;
-    pub use crate::listener::fuzz::{error_heads, h1_framing};
+    pub use crate::listener::fuzz::{error_heads, h1_framing, proxy_header};
     pub use crate::path::fuzz::path;
     pub use crate::upstream::fuzz::headers;
 }

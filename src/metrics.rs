@@ -63,6 +63,10 @@ pub struct Metrics {
     /// `rampart_banned_refused_total{stage}`: banned clients refused, stage is accept (closed
     /// before TLS) | request (403).
     pub banned_refused: IntCounterVec,
+    /// `rampart_proxy_protocol_refused_total{reason}`: connections closed for their PROXY
+    /// protocol header, reason is missing | invalid | timeout (from a listed peer) | unlisted
+    /// (a header from a peer not in `proxy_protocol_from`).
+    pub proxy_protocol_refused: IntCounterVec,
 }
 
 /// The listen keys a reload cannot apply (sockets are bound once).
@@ -181,8 +185,18 @@ impl Metrics {
                 "Banned clients refused, by stage (accept: closed before TLS; request: 403).",
                 &["stage"],
             ),
+            proxy_protocol_refused: counter_vec(
+                &registry,
+                "rampart_proxy_protocol_refused_total",
+                "Connections closed for their PROXY protocol header, by reason (missing, \
+                 invalid, timeout, unlisted).",
+                &["reason"],
+            ),
             registry,
         };
+        for reason in ["missing", "invalid", "timeout", "unlisted"] {
+            metrics.proxy_protocol_refused.with_label_values(&[reason]);
+        }
         for stage in ["accept", "request"] {
             metrics.banned_refused.with_label_values(&[stage]);
         }

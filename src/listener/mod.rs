@@ -9,6 +9,7 @@ pub mod https;
 pub mod io;
 pub mod limit;
 pub mod preface;
+pub mod proxy_protocol;
 pub mod resets;
 pub mod stalled_streams;
 pub mod tls;
@@ -53,4 +54,32 @@ pub(crate) fn banned_at_accept(
     metrics.banned_refused.with_label_values(&["accept"]).inc();
     tracing::debug!(%client, "banned client closed at accept");
     true
+}
+
+/// Who a connection is from: the peer, or, for a peer in `listen.proxy_protocol_from`, the
+/// client its PROXY protocol header names (read within `header_timeout`). `None`: the
+/// connection is to be closed (no valid header in time, counted in
+/// `rampart_proxy_protocol_refused_total`).
+pub(crate) async fn client_of<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    peer: SocketAddr,
+    from_balancer: bool,
+    header_timeout: Duration,
+    metrics: &crate::Metrics,
+) -> Option<SocketAddr> {
+    if !from_balancer {
+        return Some(peer);
+    }
+    let refused = match tokio::time::timeout(header_timeout, proxy_protocol::read(stream)).await {
+        Ok(Ok(proxy_protocol::Source::Client(client))) => return Some(client),
+        Ok(Ok(proxy_protocol::Source::Local)) => return Some(peer),
+        Ok(Err(refused)) => refused.label(),
+        Err(_) => "timeout",
+    };
+    metrics
+        .proxy_protocol_refused
+        .with_label_values(&[refused])
+        .inc();
+    tracing::debug!(%peer, reason = refused, "connection closed: no valid PROXY protocol header");
+    None
 }

@@ -33,6 +33,7 @@ mod idle_timeout;
 mod ip_rules;
 mod lifecycle;
 mod policy_cors_cookies;
+mod proxy_protocol;
 mod ratelimit;
 mod ratelimit_redis;
 mod readme_quickstart;
