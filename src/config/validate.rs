@@ -1088,7 +1088,7 @@ fn ban_settings(v: &mut Validator<'_>, file: &model::File) -> Bans {
         v.near(
             0..0,
             "ban.max_keys",
-            "must be between 1000 and 100000000 (the jail's memory bound, about 60 bytes a key)",
+            "must be between 1000 and 100000000 (the jail's memory bound, about 90 bytes a key)",
         );
     }
     let max_keys = ban

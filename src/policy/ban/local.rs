@@ -16,7 +16,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use super::{key_text, reason, unix_now_ms, BanEntry, BanRule};
@@ -32,9 +32,25 @@ pub struct LocalJail {
     shard_hasher: RandomState,
     shard_cap: usize,
     epoch: Instant,
+    /// The epoch as Unix time (ms): a ban's end in Unix time is derived, not stored.
+    epoch_unix_ms: u64,
     /// Bans held (ended ones included until removed): the fast path's test.
     bans: AtomicUsize,
+    /// The reasons and routes bans name, shared by the bans that name the same (a ban holds a
+    /// pointer, not two strings: a million bans would otherwise be two million allocations).
+    labels: Mutex<HashMap<(Box<str>, Box<str>), Arc<Label>>>,
 }
+
+/// Why a client was banned, and by which route's response.
+#[derive(Debug)]
+struct Label {
+    reason: Box<str>,
+    route: Box<str>,
+}
+
+/// Distinct labels kept for sharing; past it (only a shared store full of odd labels could get
+/// there) a ban gets a label of its own.
+const MAX_LABELS: usize = 1024;
 
 #[derive(Default)]
 struct Shard {
@@ -54,10 +70,7 @@ struct Window {
 struct Ban {
     /// When the ban ends (ms since the jail's epoch).
     until: u64,
-    /// The same, as Unix time in ms (for the list and the shared store).
-    until_unix_ms: u64,
-    reason: Box<str>,
-    route: Box<str>,
+    label: Arc<Label>,
     /// Known from (or written to) the shared store.
     shared: bool,
 }
@@ -72,7 +85,9 @@ impl LocalJail {
             shard_hasher: RandomState::new(),
             shard_cap: max_keys / shards,
             epoch: Instant::now(),
+            epoch_unix_ms: unix_now_ms(),
             bans: AtomicUsize::new(0),
+            labels: Mutex::new(HashMap::new()),
         }
     }
 
@@ -95,6 +110,26 @@ impl LocalJail {
 
     fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn label(&self, reason: &str, route: &str) -> Arc<Label> {
+        let mut labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
+        let key: (Box<str>, Box<str>) = (reason.into(), route.into());
+        if let Some(label) = labels.get(&key) {
+            return label.clone();
+        }
+        let label = Arc::new(Label {
+            reason: key.0.clone(),
+            route: key.1.clone(),
+        });
+        if labels.len() < MAX_LABELS {
+            labels.insert(key, label.clone());
+        }
+        label
+    }
+
+    fn until_unix_ms(&self, ban: &Ban) -> u64 {
+        self.epoch_unix_ms.saturating_add(ban.until)
     }
 
     fn shard(&self, key: &Key) -> &Mutex<Shard> {
@@ -161,43 +196,28 @@ impl LocalJail {
             return None;
         }
         shard.strikes.remove(&(scope, key));
-        let ban_for = duration_ms(rule.ban_for);
-        let until_unix_ms = unix_now_ms().saturating_add(ban_for);
-        self.insert_ban(
-            &mut shard,
-            key,
-            Ban {
-                until: now.saturating_add(ban_for),
-                until_unix_ms,
-                reason: reason(rule).into(),
-                route: route.into(),
-                shared: false,
-            },
-            now,
-        );
+        let ban = Ban {
+            until: now.saturating_add(duration_ms(rule.ban_for)),
+            label: self.label(&reason(rule), route),
+            shared: false,
+        };
+        let until_unix_ms = self.until_unix_ms(&ban);
+        self.insert_ban(&mut shard, key, ban, now);
         Some(until_unix_ms)
     }
 
     /// Records a ban (a new one, or one of the shared list) unless it has already ended.
-    pub fn record(
-        &self,
-        key: Key,
-        until_unix_ms: u64,
-        reason: Box<str>,
-        route: Box<str>,
-        shared: bool,
-    ) {
+    pub fn record(&self, key: Key, until_unix_ms: u64, reason: &str, route: &str, shared: bool) {
         let left = until_unix_ms.saturating_sub(unix_now_ms());
         if left == 0 {
             return;
         }
         let now = self.now();
+        let label = self.label(reason, route);
         let mut shard = lock(self.shard(&key));
         let ban = Ban {
             until: now.saturating_add(left),
-            until_unix_ms,
-            reason,
-            route,
+            label,
             shared,
         };
         self.insert_ban(&mut shard, key, ban, now);
@@ -236,9 +256,9 @@ impl LocalJail {
             for (key, ban) in shard.bans.iter().filter(|(_, ban)| ban.until > now) {
                 entries.push(BanEntry {
                     address: key_text(key),
-                    reason: ban.reason.to_string(),
-                    route: ban.route.to_string(),
-                    expires_unix_ms: ban.until_unix_ms,
+                    reason: ban.label.reason.to_string(),
+                    route: ban.label.route.to_string(),
+                    expires_unix_ms: self.until_unix_ms(ban),
                 });
             }
         }
@@ -270,9 +290,9 @@ impl LocalJail {
                 if !ban.shared && ban.until > now {
                     out.push((
                         *key,
-                        ban.until_unix_ms,
-                        ban.reason.to_string(),
-                        ban.route.to_string(),
+                        self.until_unix_ms(ban),
+                        ban.label.reason.to_string(),
+                        ban.label.route.to_string(),
                     ));
                 }
             }

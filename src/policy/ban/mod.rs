@@ -143,7 +143,7 @@ impl Jail {
             if let Some(answer) = shared.strike(&key, rule, route).await {
                 return answer.map(|until_unix_ms| {
                     self.local
-                        .record(key, until_unix_ms, reason(rule).into(), route.into(), true);
+                        .record(key, until_unix_ms, &reason(rule), route, true);
                     new_ban()
                 });
             }

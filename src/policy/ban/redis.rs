@@ -194,8 +194,7 @@ impl SharedJail {
                 continue;
             }
             present.insert(key);
-            jail.local
-                .record(key, until, reason.into(), route.into(), true);
+            jail.local.record(key, until, reason, route, true);
         }
         jail.local.forget_shared_except(&present);
         // Bans made here while Redis was away: shared now.
