@@ -38,8 +38,11 @@ pub struct LocalJail {
     bans: AtomicUsize,
     /// The reasons and routes bans name, shared by the bans that name the same (a ban holds a
     /// pointer, not two strings: a million bans would otherwise be two million allocations).
-    labels: Mutex<HashMap<(Box<str>, Box<str>), Arc<Label>>>,
+    labels: Mutex<HashMap<LabelKey, Arc<Label>>>,
 }
+
+/// `(reason, route)`.
+type LabelKey = (Box<str>, Box<str>);
 
 /// Why a client was banned, and by which route's response.
 #[derive(Debug)]
@@ -114,7 +117,7 @@ impl LocalJail {
 
     fn label(&self, reason: &str, route: &str) -> Arc<Label> {
         let mut labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
-        let key: (Box<str>, Box<str>) = (reason.into(), route.into());
+        let key: LabelKey = (reason.into(), route.into());
         if let Some(label) = labels.get(&key) {
             return label.clone();
         }
