@@ -186,6 +186,36 @@ async fn strike(
     }
 }
 
+/// The strike of a head hyper refused before the pipeline ran (listener/error_heads.rs), under
+/// `[ban]`'s rule. Counted in a task of its own: the refusal is written from inside a socket
+/// write, which cannot wait for a shared store.
+pub(crate) fn strike_refused_head(
+    snapshot: &Arc<Snapshot>,
+    metrics: &Arc<Metrics>,
+    client: IpAddr,
+    status: u16,
+) {
+    let Some(rule) = snapshot.bans.default_rule.clone() else {
+        return;
+    };
+    if !rule.counts(status) || is_trusted(client, &snapshot.client.trusted_proxies) {
+        return;
+    }
+    let (snapshot, metrics) = (snapshot.clone(), metrics.clone());
+    tokio::spawn(async move {
+        let bans = &snapshot.bans;
+        if let Some(ban) = bans
+            .jail
+            .strike(client, status, &rule, &bans.allow, NO_ROUTE)
+            .await
+        {
+            metrics.bans.with_label_values(&[NO_ROUTE]).inc();
+            tracing::warn!(client = %ban.address, route = NO_ROUTE, jail = %ban.route,
+                "client banned: {}", crate::policy::ban::reason(&rule));
+        }
+    });
+}
+
 /// What the pipeline learned on the way to the action: the response's header policy, the
 /// metric labels and the access log's fields.
 #[derive(Default)]

@@ -379,3 +379,41 @@ fn bad_ban_settings_are_refused_with_their_line() {
     assert!(load("[[routes]]\nupstream = \"app\"\nban = false\n").is_ok());
     assert!(load("[ban]\nallow = [\"10.0.0.0/8\"]\nstore = \"local\"\n").is_ok());
 }
+
+/// Heads hyper refuses before the pipeline runs (its own 400, rewritten by rampart) are strikes
+/// too: whoever made the status, the client got it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_refused_before_routing_are_strikes_too() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::builder()
+        .listen(ADMIN)
+        .config(&simple_config(&up))
+        .config("[ban]\nstrikes = [400]\nafter = 2\n")
+        .start()
+        .await;
+    let source: IpAddr = "127.0.0.11".parse().unwrap();
+    for _ in 0..2 {
+        let mut tls = tls_connect_from(proxy.https, source).await.unwrap();
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nNo Colon Here\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_until_close(&mut tls, RAW_READ_LIMIT).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 400"),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // The strike is counted in a task of its own: wait for the ban.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ban_list(&proxy).await.is_empty() {
+        assert!(Instant::now() < deadline, "two refused heads ban");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ban_list(&proxy).await[0]["route"], "-");
+    assert!(tls_connect_from(proxy.https, source).await.is_err());
+    assert_eq!(
+        status(&client_from(&proxy, "127.0.0.12"), &proxy, "/").await,
+        Some(200)
+    );
+}
