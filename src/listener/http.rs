@@ -17,7 +17,7 @@ use crate::body::ResponseBody;
 use crate::client_ip::is_trusted;
 use crate::errors::ProxyError;
 use crate::listener::io::{Deadlines, IdleIo};
-use crate::listener::limit::ConnectionLimiter;
+use crate::listener::limit::{Caps, ConnectionLimiter};
 use crate::listener::proxy_protocol::HeaderGuard;
 use crate::metrics::Metrics;
 use crate::request_checks::host_name;
@@ -32,7 +32,7 @@ pub async fn run(
 ) {
     let graceful = GracefulShutdown::new();
     while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
-        let (header_timeout, deadlines, mut caps, from_balancer) = {
+        let (header_timeout, deadlines, caps, from_balancer) = {
             let snapshot = shared.load();
             let from_balancer = is_trusted(peer.ip(), &snapshot.listen.proxy_protocol_from);
             if !from_balancer && super::banned_at_accept(&snapshot, peer.ip(), &metrics) {
@@ -49,11 +49,12 @@ pub async fn run(
                 from_balancer,
             )
         };
-        // A load balancer is not capped per address: its clients are many.
-        if from_balancer {
-            caps.per_ip = 0;
-        }
-        let Some(permit) = limiter.admit(peer, caps, &metrics) else {
+        // A load balancer is not capped per address: its clients are, once its header is read.
+        let accept_caps = Caps {
+            per_ip: if from_balancer { 0 } else { caps.per_ip },
+            ..caps
+        };
+        let Some(mut permit) = limiter.admit(peer, accept_caps, &metrics) else {
             continue;
         };
         let shared = shared.clone();
@@ -62,7 +63,6 @@ pub async fn run(
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _open = open;
-            let _permit = permit;
             let _ = tcp.set_nodelay(true);
             let mut tcp = tcp;
             let Some(peer) =
@@ -70,9 +70,15 @@ pub async fn run(
             else {
                 return;
             };
-            if from_balancer && super::banned_at_accept(&shared.load(), peer.ip(), &metrics) {
-                return;
+            if from_balancer {
+                if super::banned_at_accept(&shared.load(), peer.ip(), &metrics) {
+                    return;
+                }
+                if !super::counted_against(&mut permit, peer, caps.per_ip, &metrics) {
+                    return;
+                }
             }
+            let _permit = permit;
             let unlisted = metrics
                 .proxy_protocol_refused
                 .with_label_values(&["unlisted"]);

@@ -97,6 +97,7 @@ pub async fn run(
         let from_balancer = is_trusted(peer.ip(), &snapshot.listen.proxy_protocol_from);
         let mut caps = snapshot.client.connection_caps;
         if from_balancer {
+            // Counted against its client once the header is read (`rekey` below).
             caps.per_ip = 0;
         } else if super::banned_at_accept(&snapshot, peer.ip(), &metrics) {
             // A banned client is dropped here, before any TLS work is spent on it.
@@ -115,7 +116,7 @@ pub async fn run(
         let open = metrics.connection_opened("https");
         tokio::spawn(async move {
             let _open = open;
-            let _permit = permit;
+            let mut permit = permit;
             let _ = tcp.set_nodelay(true);
             let mut tcp = tcp;
             let header_timeout = limits.header_timeout;
@@ -124,8 +125,14 @@ pub async fn run(
             else {
                 return;
             };
-            if from_balancer && super::banned_at_accept(&shared.load(), peer.ip(), &metrics) {
-                return;
+            if from_balancer {
+                if super::banned_at_accept(&shared.load(), peer.ip(), &metrics) {
+                    return;
+                }
+                let per_ip = limits.connection_caps.per_ip;
+                if !super::counted_against(&mut permit, peer, per_ip, &metrics) {
+                    return;
+                }
             }
             // Peers not listed may not send a PROXY header (listener/proxy_protocol.rs).
             let unlisted = metrics

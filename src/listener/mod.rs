@@ -83,3 +83,25 @@ pub(crate) async fn client_of<S: tokio::io::AsyncRead + Unpin>(
     tracing::debug!(%peer, reason = refused, "connection closed: no valid PROXY protocol header");
     None
 }
+
+/// A load balancer's connection, counted against the client its header named
+/// (`client.max_connections_per_ip`); `false`: over the cap, to be closed (counted in
+/// `rampart_connections_refused_total`).
+pub(crate) fn counted_against(
+    permit: &mut limit::ConnectionPermit,
+    client: SocketAddr,
+    per_ip: usize,
+    metrics: &crate::Metrics,
+) -> bool {
+    match permit.rekey(client.ip(), per_ip) {
+        Ok(()) => true,
+        Err(refused) => {
+            metrics
+                .connections_refused
+                .with_label_values(&[refused.label()])
+                .inc();
+            tracing::debug!(%client, cap = refused.label(), "connection refused after its PROXY header");
+            false
+        }
+    }
+}

@@ -425,3 +425,59 @@ async fn a_header_from_a_peer_not_listed_is_never_believed() {
     proxy.assert_still_serves().await;
     assert_eq!(up.last().header_all("x-forwarded-for"), vec!["127.0.0.1"]);
 }
+
+/// `max_connections_per_ip` counts a balancer's connections against the clients its headers
+/// name, not against the balancer: a third connection for one client is closed, another
+/// client's is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_address_cap_counts_the_clients_behind_the_balancer() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::builder()
+        .listen(&format!("proxy_protocol_from = [\"{BALANCER}/32\"]"))
+        .config(&simple_config(&up))
+        .config("[client]\nmax_connections_per_ip = 2\n")
+        .start()
+        .await;
+    let http = proxy.http_addr();
+    let header = |client: &str| format!("PROXY TCP4 {client} 10.0.0.1 40000 80\r\n").into_bytes();
+    // Two connections of one client, held open (the header, no request yet).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect_from(BALANCER, http).await;
+        stream.write_all(&header("192.0.2.50")).await.unwrap();
+        held.push(stream);
+    }
+    let refused_per_ip = || {
+        let series = "rampart_connections_refused_total{reason=\"max_connections_per_ip\"} ";
+        proxy
+            .handle()
+            .metrics()
+            .render()
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // The third for that client is closed; wait until the first two are counted (each is
+    // counted once its header is read) by retrying it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let third = [header("192.0.2.50"), REQUEST.to_vec()].concat();
+        let answer = send_from(BALANCER, http, &third).await;
+        if answer.is_empty() {
+            break;
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 308"));
+        assert!(Instant::now() < deadline, "the third connection is never refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused_per_ip() >= 1.0);
+    // Another client behind the same balancer is served.
+    let other = [header("192.0.2.51"), REQUEST.to_vec()].concat();
+    assert!(send_from(BALANCER, http, &other).await.starts_with(b"HTTP/1.1 308"));
+    // The held connections are served too.
+    for mut stream in held {
+        stream.write_all(REQUEST).await.unwrap();
+        let answer = read_until_close(&mut stream, Duration::from_secs(20)).await;
+        assert!(answer.starts_with(b"HTTP/1.1 308"));
+    }
+}
