@@ -467,13 +467,18 @@ async fn the_per_address_cap_counts_the_clients_behind_the_balancer() {
             break;
         }
         assert!(answer.starts_with(b"HTTP/1.1 308"));
-        assert!(Instant::now() < deadline, "the third connection is never refused");
+        assert!(
+            Instant::now() < deadline,
+            "the third connection is never refused"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(refused_per_ip() >= 1.0);
     // Another client behind the same balancer is served.
     let other = [header("192.0.2.51"), REQUEST.to_vec()].concat();
-    assert!(send_from(BALANCER, http, &other).await.starts_with(b"HTTP/1.1 308"));
+    assert!(send_from(BALANCER, http, &other)
+        .await
+        .starts_with(b"HTTP/1.1 308"));
     // The held connections are served too.
     for mut stream in held {
         stream.write_all(REQUEST).await.unwrap();
