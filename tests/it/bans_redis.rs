@@ -98,7 +98,8 @@ async fn two_replicas_share_strikes_and_bans() {
         .await
         .unwrap();
     assert_eq!(lifted.status(), 200);
-    assert_eq!(fresh(&a, client, "/").await, Some(200));
+    // (A refresh racing the removal may hold the ban for one more round, a second at most.)
+    eventually(&a, client, Some(200), "A serves the client again").await;
     eventually(&b, client, Some(200), "B drops the lifted ban").await;
     assert_eq!(redis.command("HEXISTS rampart:bans ip4:127.0.0.20"), ":0");
 }

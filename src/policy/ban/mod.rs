@@ -14,6 +14,7 @@ pub mod local;
 pub mod redis;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -81,6 +82,7 @@ pub struct Jail {
     local: LocalJail,
     shared: Option<SharedJail>,
     settings: JailSettings,
+    removals: AtomicU64,
 }
 
 impl Jail {
@@ -95,6 +97,7 @@ impl Jail {
             local: LocalJail::new(settings.max_keys),
             shared,
             settings,
+            removals: AtomicU64::new(0),
         })
     }
 
@@ -161,11 +164,20 @@ impl Jail {
     /// when it was not banned here.
     pub async fn remove(&self, ip: IpAddr) -> bool {
         let key = Key::from_ip(ip);
-        let mut removed = self.local.remove(key);
+        // A refresh of the shared list that read it before the removal must not bring the ban
+        // back: it sees the removal count change and drops what it read.
+        self.removals.fetch_add(1, Ordering::SeqCst);
+        let mut removed = false;
         if let Some(shared) = &self.shared {
             removed |= shared.remove(&key).await;
         }
+        removed |= self.local.remove(key);
         removed
+    }
+
+    /// How many removals so far (see [`Jail::remove`]).
+    pub(crate) fn removals(&self) -> u64 {
+        self.removals.load(Ordering::SeqCst)
     }
 
     /// Bans active now.

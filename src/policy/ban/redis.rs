@@ -170,6 +170,7 @@ impl SharedJail {
     /// Copies the shared list into the local jail, writes the local-only bans to Redis and
     /// deletes the bans that ended. `false` when Redis could not answer.
     pub(super) async fn sync(&self, jail: &Jail) -> bool {
+        let removals = jail.removals();
         let list: Option<Vec<(String, String)>> = self
             .call("a ban list refresh", async {
                 let mut connection = self.connection().await?;
@@ -180,6 +181,11 @@ impl SharedJail {
             })
             .await;
         let Some(list) = list else { return false };
+        if jail.removals() != removals {
+            // A ban was lifted meanwhile: this copy may still hold it. The next round reads
+            // the list again.
+            return true;
+        }
         let now = super::unix_now_ms();
         let mut present = HashSet::new();
         let mut ended = Vec::new();
