@@ -673,6 +673,46 @@ async fn two_replicas_on_redis_place_one_order_and_both_serve() {
     second.shutdown().await;
 }
 
+/// A back-off stored by an earlier process (a container in a crash loop) holds: with the CA up,
+/// no order is placed before it ends, and the host keeps waiting.
+#[tokio::test]
+async fn a_stored_back_off_holds_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pebble_port = free_port();
+    let acme = pebble_acme(dir.path(), pebble_port, "http-01");
+    let state_dir = dir.path().join("acme/certs/app.example.org");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(
+        state_dir.join("state.json"),
+        serde_json::json!({"failures": 5, "next_attempt": now + 3600, "last_error": "earlier"})
+            .to_string(),
+    )
+    .unwrap();
+    let server = rampart::Server::start(load(dir.path(), &acme))
+        .await
+        .unwrap();
+    let pebble = Pebble::start(
+        dir.path(),
+        pebble_port,
+        server.http_addr().unwrap().port(),
+        server.https_addr().port(),
+        PebbleOptions::default(),
+    );
+    pebble.root().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        pebble.orders_received(),
+        0,
+        "an order during the stored back-off"
+    );
+    assert!(!ready_within(&server, Duration::from_secs(1)).await);
+    server.shutdown().await;
+}
+
 /// Orders of this process with `result`.
 fn orders(server: &rampart::ServerHandle, result: &str) -> u64 {
     server
