@@ -322,37 +322,21 @@ fn proxy(args: &ProxyArgs) -> ExitCode {
         eprintln!("--to: {err}");
         return ExitCode::FAILURE;
     }
-    let quote = |text: &str| toml::Value::String(text.to_string()).to_string();
-    let mut text = format!("[listen]\nhttps = {}\n", quote(&args.https.to_string()));
-    if let Some(http) = args.http {
-        text += &format!("http = {}\n", quote(&http.to_string()));
-    }
-    // Redirects name the port clients reach the https listener on: its own unless said
-    // otherwise. `--https` on port 0: set below, once validated, for `Server::start`.
-    let public_port = args.https_port_public.unwrap_or(args.https.port());
-    if public_port != 0 {
-        text += &format!("https_port_public = {public_port}\n");
-    }
-    if let Some(admin) = args.admin {
-        text += &format!("admin = {}\n", quote(&admin.to_string()));
-    }
-    text += &format!("[headers]\npreset = {}\n", quote(args.headers.name()));
-    if let Some(csp) = &args.csp {
-        text += &format!("content_security_policy = {}\n", quote(csp));
-    }
-    if let Some(max_body) = args.max_body {
-        text += &format!("[client]\nmax_body = {}\n", quote(&max_body.to_string()));
-    }
-    // No certificate files: validation generates one in memory (MissingCert::InMemory).
-    text += &format!(
-        "[tls]\ncert = \"(in memory)\"\nkey = \"(in memory)\"\nself_signed_if_missing = true\n\
-         [upstreams.app]\nservers = [{}]\n\
-         [[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"app\"\n",
-        quote(&args.to)
-    );
-    match config::load_str_with(&text, "rampart proxy", MissingCert::InMemory) {
+    let sidecar = config::sidecar::Sidecar {
+        to: args.to.clone(),
+        https: args.https,
+        http: args.http,
+        https_port_public: args.https_port_public,
+        admin: args.admin,
+        headers_preset: args.headers.name(),
+        csp: args.csp.clone(),
+        max_body: args.max_body,
+    };
+    match config::load_model(sidecar.model(), "rampart proxy", MissingCert::InMemory) {
         Ok(mut snapshot) => {
-            if public_port == 0 {
+            // Redirects name the port clients reach the https listener on: its own unless said
+            // otherwise; `--https` on port 0 is known once bound (`Server::start`).
+            if args.https_port_public.is_none() && args.https.port() == 0 {
                 snapshot.listen.https_port_public = 0;
             }
             serve(snapshot, None)

@@ -4,6 +4,7 @@
 #[cfg(any(test, fuzzing))]
 pub(crate) mod fuzz;
 pub mod model;
+pub mod sidecar;
 pub mod source;
 pub mod units;
 pub mod validate;
@@ -40,6 +41,16 @@ pub fn load_file_with(path: &Path, missing_cert: MissingCert) -> Result<Snapshot
 /// Parses and validates config text (tests, `rampart proxy`); `label` names it in errors.
 pub fn load_str(text: &str, label: &str) -> Result<Snapshot, ConfigErrors> {
     load_str_with(text, label, MissingCert::Generate)
+}
+
+/// Validates a config built in code (`rampart proxy`); `label` names it in errors.
+pub fn load_model(
+    file: model::File,
+    label: &str,
+    missing_cert: MissingCert,
+) -> Result<Snapshot, ConfigErrors> {
+    let source = Source::new(label, String::new());
+    validate::validate(&source, file, None, missing_cert)
 }
 
 pub fn load_str_with(
