@@ -532,7 +532,6 @@ pub struct Cors {
     pub max_age: Option<Duration>,
 }
 
-// Defaults, named so that `#[serde(default = …)]` and the `Default` impls share them.
 // Values for configs built in code (`rampart proxy`, config::sidecar): what the file's
 // defaults are, with the required keys empty (validation names them if left so).
 
@@ -610,6 +609,7 @@ pub fn unspanned<T>(value: T) -> Spanned<T> {
     Spanned::new(0..0, value)
 }
 
+// Defaults, named so that `#[serde(default = …)]` and the `Default` impls share them.
 // A defaulted `Spanned` gets the empty span 0..0: nothing was written.
 
 fn secs(n: u64) -> Duration {

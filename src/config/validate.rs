@@ -20,9 +20,9 @@ use crate::listener::tls::{self, CertSource};
 use crate::path;
 use crate::policy::access::IpRules;
 use crate::policy::cookies::CookiePolicy;
-use crate::policy::cors::CorsPolicy;
+use crate::policy::cors::{CorsPolicy, CorsRules};
 use crate::policy::headers::{HeaderPolicyBuilder, Preset, SECURITY_HEADER_KEYS};
-use crate::policy::ratelimit::{LocalStore, OnStoreError, RedisStore, RouteLimiter};
+use crate::policy::ratelimit::{LimitRule, LocalStore, OnStoreError, RedisStore, RouteLimiter};
 use crate::router::{Entry, HostPattern, Router};
 use crate::snapshot::{Action, ClientLimits, Listen, LogSettings, Route, Snapshot};
 use crate::static_files::StaticFiles;
@@ -115,7 +115,12 @@ pub fn validate(
         &mut development_certificate,
     );
     let (default_builder, default_headers) = headers(&mut v, &file.headers);
-    let cookies = CookiePolicy::from_config(&file.cookies).unwrap_or_else(|err| {
+    let cookies = CookiePolicy::new(
+        file.cookies.secure,
+        file.cookies.http_only,
+        &file.cookies.same_site,
+    )
+    .unwrap_or_else(|err| {
         v.near(0..0, err.key(), err.to_string());
         CookiePolicy::OFF
     });
@@ -791,7 +796,12 @@ fn route_rate_limit(
     stores: &LimitStores,
 ) -> Option<RouteLimiter> {
     let route = u32::try_from(index).unwrap_or(u32::MAX);
-    match RouteLimiter::new(limit, route, &stores.local) {
+    let rule = LimitRule {
+        rate: limit.rate,
+        burst: limit.burst,
+        key: limit.key.as_ref().map(|key| key.get_ref().clone()),
+    };
+    match RouteLimiter::new(&rule, route, &stores.local) {
         Ok(limiter) => Some(match &stores.redis {
             Some(shared) => limiter.shared(shared.clone(), name),
             None => limiter,
@@ -1089,7 +1099,18 @@ fn route_cors(
     span: std::ops::Range<usize>,
     prefix: &str,
 ) -> Option<CorsPolicy> {
-    let errors = match CorsPolicy::from_config(cors) {
+    let rules = CorsRules {
+        allow_origins: cors
+            .allow_origins
+            .iter()
+            .map(|origin| origin.get_ref().clone())
+            .collect(),
+        allow_methods: cors.allow_methods.clone(),
+        allow_headers: cors.allow_headers.clone(),
+        allow_credentials: cors.allow_credentials,
+        max_age: cors.max_age.map(|d| d.0),
+    };
+    let errors = match CorsPolicy::new(&rules) {
         Ok(policy) => return Some(policy),
         Err(errors) => errors,
     };
