@@ -223,7 +223,9 @@ fn with_file_hint(mut err: clap::Error) -> clap::Error {
     err
 }
 
-/// The level of the text log, changed once the config is read (unless `RUST_LOG` is set).
+/// The level of the text log, changed once the config is read and at every reload (unless
+/// `RUST_LOG` is set).
+#[derive(Clone)]
 struct LogLevel(Option<reload::Handle<EnvFilter, Registry>>);
 
 impl LogLevel {
@@ -295,7 +297,7 @@ fn run(path: &Path, watch: bool) -> ExitCode {
     match config::load_file(path) {
         Ok(snapshot) => {
             log_level.set_from_config(&snapshot.log.level);
-            serve(snapshot, Some((path, watch)))
+            serve(snapshot, Some((path, watch, log_level)))
         }
         Err(errors) => {
             print_errors(&errors);
@@ -311,7 +313,8 @@ fn proxy(args: &ProxyArgs) -> ExitCode {
         eprintln!("--to: {err}");
         return ExitCode::FAILURE;
     }
-    let quote = |text: &str| toml::Value::String(text.to_string()).to_string();
+    // `$` is doubled: the arguments are taken as written, never as `${NAME}` to expand.
+    let quote = |text: &str| toml::Value::String(text.replace('$', "$$")).to_string();
     let mut text = format!("[listen]\nhttps = {}\n", quote(&args.https.to_string()));
     if let Some(http) = args.http {
         text += &format!("http = {}\n", quote(&http.to_string()));
@@ -355,7 +358,7 @@ fn proxy(args: &ProxyArgs) -> ExitCode {
 
 /// Serves until SIGTERM or SIGINT. With a config file, it is watched (unless `--no-watch`) and
 /// SIGHUP reloads it.
-fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool)>) -> ExitCode {
+fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool, LogLevel)>) -> ExitCode {
     // The control plane (signals, config watch, the plain-http and admin listeners, health
     // checks): one thread. The https listener runs on `listen.workers` threads of its own
     // (`rampart::runtime`).
@@ -386,8 +389,13 @@ fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool)>) -> Exi
                 return ExitCode::FAILURE;
             }
         };
-        let watch = config_file
-            .map(|(path, watch)| ConfigWatch::spawn(path.to_path_buf(), handle.reloader(), watch));
+        let watch = config_file.map(|(path, watch, log_level)| {
+            // `[log] level` follows each reload.
+            let reloader = handle
+                .reloader()
+                .on_apply(move |snapshot| log_level.set_from_config(&snapshot.log.level));
+            ConfigWatch::spawn(path.to_path_buf(), reloader, watch)
+        });
         signals.wait_for_shutdown(watch.as_ref()).await;
         drop(watch);
         tracing::info!("shutting down: finishing in-flight requests");
