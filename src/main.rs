@@ -97,6 +97,10 @@ struct CheckArgs {
     /// at run time) as warnings, and validate everything else.
     #[arg(long)]
     skip_missing_paths: bool,
+    /// Also print what loading FILE over OLD (the running config, say) would change: per
+    /// route, upstream, headers, limits and certificate, listen changes marked "needs restart".
+    #[arg(long, value_name = "OLD")]
+    diff: Option<PathBuf>,
 }
 
 /// The config file given without `-c` (`rampart check FILE`).
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
         Some(Command::Check(args)) => check(
             &args.config.path_or(args.file.file),
             args.skip_missing_paths,
+            args.diff.as_deref(),
         ),
         Some(Command::Cert { hosts, out, name }) => cert(&hosts, &out, &name),
         Some(Command::Proxy(args)) => proxy(&args),
@@ -436,7 +441,7 @@ impl Signals {
     }
 }
 
-fn check(path: &Path, skip_missing_paths: bool) -> ExitCode {
+fn check(path: &Path, skip_missing_paths: bool, diff_from: Option<&Path>) -> ExitCode {
     let missing = if skip_missing_paths {
         MissingCert::Unseen
     } else {
@@ -448,10 +453,31 @@ fn check(path: &Path, skip_missing_paths: bool) -> ExitCode {
                 eprintln!("warning: {warning}");
             }
             println!("{}: ok", path.display());
-            ExitCode::SUCCESS
+            match diff_from {
+                Some(old) => print_diff(old, path),
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(errors) => {
             print_errors(&errors);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check --diff OLD`: the changes, one indented line each, after FILE's `ok`.
+fn print_diff(old: &Path, new: &Path) -> ExitCode {
+    let sides = config::diff::Side::read(old).and_then(|o| Ok((o, config::diff::Side::read(new)?)));
+    match sides {
+        Ok((before, after)) => {
+            println!("changes from {}:", old.display());
+            for line in config::diff::describe(&before, &after).lines() {
+                println!("  {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("--diff: {err}");
             ExitCode::FAILURE
         }
     }

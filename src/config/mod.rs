@@ -1,6 +1,7 @@
 //! The config file: `model` (raw serde), `units` (durations, sizes, rates), `source` (errors
 //! with file, line and key), `validate` (model → runtime [`Snapshot`]).
 
+pub mod diff;
 pub mod env;
 #[cfg(any(test, fuzzing))]
 pub(crate) mod fuzz;
