@@ -20,7 +20,12 @@ pin_project_lite::pin_project! {
     #[project = ResponseBodyProj]
     pub enum ResponseBody {
         // `in_flight` counts the exchange in its server's load until the body ends.
-        Upstream { #[pin] body: UpstreamBody, in_flight: Option<InFlightRequest> },
+        // `failed` counts the body failing before its end (`upstream_errors{kind="body"}`).
+        Upstream {
+            #[pin] body: UpstreamBody,
+            in_flight: Option<InFlightRequest>,
+            failed: Option<prometheus::IntCounter>,
+        },
         Full { #[pin] body: Full<Bytes> },
         // Bodies the proxy builds from other streams (files, compressed upstream bodies).
         Boxed { #[pin] body: UnsyncBoxBody<Bytes, BoxError> },
@@ -39,10 +44,15 @@ impl ResponseBody {
     }
 
     /// An upstream's body, counted as in flight on its server (least_conn) until it ends.
-    pub fn upstream(body: UpstreamBody, in_flight: InFlightRequest) -> Self {
+    pub fn upstream(
+        body: UpstreamBody,
+        in_flight: InFlightRequest,
+        failed: Option<prometheus::IntCounter>,
+    ) -> Self {
         ResponseBody::Upstream {
             body,
             in_flight: Some(in_flight),
+            failed,
         }
     }
 
@@ -67,10 +77,19 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            ResponseBodyProj::Upstream { body, in_flight } => {
+            ResponseBodyProj::Upstream {
+                body,
+                in_flight,
+                failed,
+            } => {
                 let frame = body.poll_frame(cx);
                 if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
                     in_flight.take();
+                }
+                if matches!(frame, Poll::Ready(Some(Err(_)))) {
+                    if let Some(failed) = failed.take() {
+                        failed.inc();
+                    }
                 }
                 frame.map_err(Into::into)
             }

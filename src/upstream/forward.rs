@@ -27,6 +27,8 @@ pub struct ForwardContext<'a> {
     pub body_timeout: std::time::Duration,
     /// The route's `response_timeout`, when it overrides the upstream's.
     pub response_timeout: Option<std::time::Duration>,
+    /// Where failures are counted beyond the error returned (a body failing mid-way).
+    pub metrics: Option<&'a crate::metrics::Metrics>,
 }
 
 /// Drops the client's request body when dropped (see [`AbandonBody`]); forgotten once the
@@ -209,7 +211,14 @@ pub async fn forward(
     }
     Ok(Response::from_parts(
         parts,
-        ResponseBody::upstream(body, in_flight),
+        ResponseBody::upstream(
+            body,
+            in_flight,
+            ctx.metrics.map(|m| {
+                m.upstream_errors
+                    .with_label_values(&[upstream.name.as_str(), "body"])
+            }),
+        ),
     ))
 }
 
