@@ -34,6 +34,7 @@ mod idle_timeout;
 mod ip_rules;
 mod lifecycle;
 mod log_level;
+mod monitoring;
 mod policy_cors_cookies;
 mod ratelimit;
 mod ratelimit_redis;
