@@ -387,3 +387,45 @@ fn metric_names_are_found_in_promql() {
         ["rampart_a_bucket", "rampart_requests_total"]
     );
 }
+
+/// The compose examples' Prometheus and Grafana services mount files of this repository: each
+/// host path exists, the FastAPI example's own prometheus.yml passes `promtool check config`,
+/// and both datasources point at their Prometheus.
+#[test]
+fn the_compose_examples_wire_prometheus_and_grafana_to_the_shipped_files() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compose");
+    for example in ["django", "fastapi"] {
+        let dir = examples.join(example);
+        let compose = std::fs::read_to_string(dir.join("docker-compose.yml")).unwrap();
+        for service in ["  prometheus:\n", "  grafana:\n"] {
+            assert!(compose.contains(service), "{example}: no {service:?}");
+        }
+        let mounts: Vec<&str> = compose
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- "))
+            .filter(|m| m.starts_with("../../../deploy/") || m.starts_with("./prometheus"))
+            .filter_map(|m| m.split(':').next())
+            .collect();
+        assert!(mounts.len() >= 4, "{example}: {mounts:?}");
+        for mount in &mounts {
+            assert!(
+                dir.join(mount).exists(),
+                "{example}: {mount} does not exist"
+            );
+        }
+        assert!(
+            compose.contains("PROMETHEUS_URL: http://"),
+            "{example}: the datasource URL"
+        );
+    }
+    let Some(promtool) = promtool() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(examples.join("fastapi/prometheus.yml"))
+        .unwrap()
+        .replace(
+            "/etc/prometheus/rampart-rules.yml",
+            &rules_dir().join("rampart-rules.yml").display().to_string(),
+        );
+    std::fs::write(tmp.path().join("prometheus.yml"), config).unwrap();
+    run_promtool(promtool, &["check", "config", "prometheus.yml"], tmp.path());
+}
