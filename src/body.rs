@@ -10,8 +10,12 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
 use crate::upstream::conn::UpstreamBody;
 use crate::upstream::health_state::InFlightRequest;
+use crate::upstream::Upstream;
 
 pub use crate::request_body::BoxError;
 
@@ -24,7 +28,7 @@ pin_project_lite::pin_project! {
         Upstream {
             #[pin] body: UpstreamBody,
             in_flight: Option<InFlightRequest>,
-            failed: Option<prometheus::IntCounter>,
+            failed: Option<BodyFailures>,
         },
         Full { #[pin] body: Full<Bytes> },
         // Bodies the proxy builds from other streams (files, compressed upstream bodies).
@@ -47,7 +51,7 @@ impl ResponseBody {
     pub fn upstream(
         body: UpstreamBody,
         in_flight: InFlightRequest,
-        failed: Option<prometheus::IntCounter>,
+        failed: Option<BodyFailures>,
     ) -> Self {
         ResponseBody::Upstream {
             body,
@@ -65,6 +69,26 @@ impl ResponseBody {
         ResponseBody::Boxed {
             body: UnsyncBoxBody::new(body.map_err(Into::into)),
         }
+    }
+}
+
+/// Where an upstream body that fails is counted: `rampart_upstream_errors_total{upstream,
+/// kind="body"}`. Two reference counts per response; the series is looked up only on failure.
+pub struct BodyFailures {
+    metrics: Arc<Metrics>,
+    upstream: Arc<Upstream>,
+}
+
+impl BodyFailures {
+    pub fn new(metrics: Arc<Metrics>, upstream: Arc<Upstream>) -> Self {
+        BodyFailures { metrics, upstream }
+    }
+
+    fn count(self) {
+        self.metrics
+            .upstream_errors
+            .with_label_values(&[self.upstream.name.as_str(), "body"])
+            .inc();
     }
 }
 
@@ -88,7 +112,7 @@ impl Body for ResponseBody {
                 }
                 if matches!(frame, Poll::Ready(Some(Err(_)))) {
                     if let Some(failed) = failed.take() {
-                        failed.inc();
+                        failed.count();
                     }
                 }
                 frame.map_err(Into::into)

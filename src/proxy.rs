@@ -325,7 +325,7 @@ async fn act(
                 max_body: route.max_body,
                 body_timeout: snapshot.client.body_timeout,
                 response_timeout: route.response_timeout,
-                metrics: Some(&connection.metrics),
+                count_body_failures: Some((&connection.metrics, upstream)),
             };
             // Compression is chosen from the request's Accept-Encoding and method, read
             // before the request moves upstream.

@@ -193,22 +193,7 @@ async fn requests_are_counted_by_route_method_and_status() {
     // Seven exchanges reached the upstream and got a response head.
     let upstream = "rampart_upstream_duration_seconds";
     assert_eq!(observations(&s, upstream, &[("upstream", "app")]), 7.0);
-    // No upstream error: the 503s are the upstream's own answers. The only series is the
-    // `body` failures of the upstream that answered, created at 0 with its first response.
-    let errors = "rampart_upstream_errors_total";
-    assert_eq!(
-        series_of(&s, errors),
-        [vec![
-            ("kind".to_string(), "body".to_string()),
-            ("upstream".to_string(), "app".to_string())
-        ]]
-        .into_iter()
-        .collect()
-    );
-    assert_eq!(
-        value(&s, errors, &[("upstream", "app"), ("kind", "body")]),
-        0.0
-    );
+    assert_eq!(series_of(&s, "rampart_upstream_errors_total").len(), 0);
     assert_eq!(series_of(&s, "rampart_rate_limited_total").len(), 0);
     assert_eq!(up.count(), 7);
 }
