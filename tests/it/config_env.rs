@@ -278,6 +278,27 @@ async fn a_secret_from_the_environment_never_appears_in_any_output() {
         "the error names the key and shows the variable: {shown}"
     );
     outputs.push(text_of(&out.stdout) + &shown);
+    // check --diff between two valid files that differ where the secret is used.
+    std::fs::write(
+        dir.path().join("next.toml"),
+        config("").replace("redis://:", "redis://default:"),
+    )
+    .unwrap();
+    let mut cmd = rampart(dir.path());
+    cmd.env("RAMPART_TEST_REDIS_PASSWORD", SECRET).args([
+        "check",
+        "--diff",
+        "rampart.toml",
+        "next.toml",
+    ]);
+    let out = run_to_end(cmd);
+    let diff = text_of(&out.stdout) + &text_of(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{diff}");
+    assert!(
+        diff.contains("rate_limit.redis_url: \"redis://:${RAMPART_TEST_REDIS_PASSWORD}@"),
+        "the diff shows the variable: {diff}"
+    );
+    outputs.push(diff);
 
     // run: the password works (Redis answers: the third request is refused with 429, where
     // `on_store_error = "deny"` would answer 503), through a valid and a refused reload.
@@ -324,9 +345,9 @@ async fn a_secret_from_the_environment_never_appears_in_any_output() {
             "output {i} shows the secret:\n{output}"
         );
     }
+    let logged = &outputs[3];
     assert!(
-        outputs[2].contains("${RAMPART_TEST_REDIS_PASSWORD}"),
-        "the refused reload names the variable: {}",
-        outputs[2]
+        logged.contains("${RAMPART_TEST_REDIS_PASSWORD}"),
+        "the refused reload names the variable: {logged}"
     );
 }
