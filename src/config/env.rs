@@ -133,7 +133,8 @@ pub fn expand(
             Ok(expanded) => {
                 text.push_str(&source.text[copied..span.start]);
                 let (line, start) = position(&text, text.len());
-                let written = basic_string(&expanded);
+                let raw = &source.text[span.clone()];
+                let written = basic_string_over(&expanded, raw.matches('\n').count());
                 text.push_str(&written);
                 redactions.moved.push(Moved {
                     line,
@@ -276,6 +277,18 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// [`basic_string`], over as many lines as the literal it replaces: a multi-line literal
+/// becomes a multi-line basic string whose line breaks are line-ending backslashes (which TOML
+/// trims), so every later line keeps its number.
+fn basic_string_over(value: &str, newlines: usize) -> String {
+    if newlines == 0 {
+        return basic_string(value);
+    }
+    let single = basic_string(value);
+    let content = &single[1..single.len() - 1];
+    format!("\"\"\"{content}{}\"\"\"", "\\\n".repeat(newlines))
+}
+
 /// A TOML basic string on one line (newlines escaped, so later lines keep their numbers).
 fn basic_string(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
@@ -357,6 +370,16 @@ mod tests {
     }
 
     #[test]
+    fn a_multi_line_literal_keeps_its_lines() {
+        let text = "a = \"\"\"\nx ${PASSWORD}\ny\"\"\"\nb = 1\n";
+        let (out, _) = run(text).unwrap();
+        assert_eq!(out.lines().count(), text.lines().count(), "{out}");
+        let parsed: toml::Table = toml::from_str(&out).unwrap();
+        assert_eq!(parsed["a"].as_str(), Some("x s3cret-value\ny"));
+        assert_eq!(out.lines().position(|l| l == "b = 1"), Some(3));
+    }
+
+    #[test]
     fn invalid_toml_is_left_to_the_parser() {
         let text = "a = \"${X}\nb = [\n";
         assert_eq!(run(text).unwrap().0, text);
@@ -376,6 +399,31 @@ mod tests {
             r.errors(ConfigErrors(vec![b])).0[0].column,
             text.find("\"${").unwrap() + 1
         );
+    }
+
+    /// The fuzz oracle over 20,000 strings of the characters that matter (a small xorshift, so
+    /// the run is the same every time), and each as a whole config value.
+    #[test]
+    fn random_values_keep_the_fuzz_invariants() {
+        const ALPHABET: &[char] = &[
+            '$', '{', '}', ':', '-', 'S', 'E', 'T', '_', '1', 'x', '"', '\n', 'é',
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 12) as usize;
+            let text: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            crate::config::fuzz::env_values(&text);
+            let toml = format!("a = {}\n", basic_string(&text));
+            let _ = expand(&Source::new("f.toml", toml), &env);
+        }
     }
 
     #[test]
