@@ -500,4 +500,15 @@ mod tests {
         );
         assert_eq!(describe(&old, &old), "no changes\n");
     }
+
+    #[test]
+    fn acme_changes_need_a_restart_and_log_changes_do_not() {
+        let old = side("[acme]\nemail = \"a@example.com\"\n[log]\nlevel = \"info\"\n");
+        let new = side("[acme]\nemail = \"b@example.com\"\n[log]\nlevel = \"debug\"\n");
+        assert_eq!(
+            describe(&old, &new),
+            "acme.email: \"a@example.com\" → \"b@example.com\" (needs restart)\n\
+             log.level: \"info\" → \"debug\"\n"
+        );
+    }
 }

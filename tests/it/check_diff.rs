@@ -261,4 +261,19 @@ fn environment_values_are_shown_by_name_and_an_invalid_file_fails_as_check_does(
         "{stderr}"
     );
     assert!(!stdout.contains("changes from"), "{stdout}");
+
+    // OLD need only be TOML (it may be a config this version refuses); not TOML: exit 1.
+    let (code, stdout, _) = diff(
+        dir.path(),
+        &BASE.replace("upstream = \"old\"", "upstream = \"missing\""),
+        BASE,
+    );
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("route \"legacy\": upstream: \"missing\" → \"old\""),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = diff(dir.path(), "[listen\n", BASE);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stderr.starts_with("--diff: old.toml:1:"), "{stderr}");
 }
