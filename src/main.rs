@@ -302,6 +302,17 @@ fn run(path: &Path, watch: bool) -> ExitCode {
     match config::load_file(path) {
         Ok(snapshot) => {
             log_level.set_from_config(&snapshot.log.level);
+            if let Some(development) = &snapshot.development_certificate {
+                if let Err(err) = development.write() {
+                    eprintln!("tls.cert: missing, and the development certificate could not be written: {err}");
+                    return ExitCode::FAILURE;
+                }
+                tracing::warn!(
+                    cert = %development.cert.display(),
+                    key = %development.key.display(),
+                    "GENERATED A SELF-SIGNED DEVELOPMENT CERTIFICATE (tls.self_signed_if_missing = true): browsers will not trust it; configure a real certificate for production"
+                );
+            }
             serve(snapshot, Some((path, watch, log_level)))
         }
         Err(errors) => {

@@ -32,7 +32,8 @@ use crate::upstream::{Balance, ServerAddr, Upstream, UpstreamSettings};
 /// What to do about a missing certificate when `tls.self_signed_if_missing` is true.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MissingCert {
-    /// `rampart run`: write a development certificate (with a loud warning).
+    /// `rampart run`: generate a development certificate, which the snapshot carries for
+    /// `run` to write (validation itself writes nothing).
     Generate,
     /// `rampart check`: accept with a warning; nothing is written.
     Warn,
@@ -106,7 +107,13 @@ pub fn validate(
 
     let listen = listen(&mut v, &file.listen);
     let client = client_limits(&mut v, &file.client);
-    let tls = tls_settings(&mut v, file.tls.as_ref(), missing_cert);
+    let mut development_certificate = None;
+    let tls = tls_settings(
+        &mut v,
+        file.tls.as_ref(),
+        missing_cert,
+        &mut development_certificate,
+    );
     let (default_builder, default_headers) = headers(&mut v, &file.headers);
     let cookies = CookiePolicy::from_config(&file.cookies).unwrap_or_else(|err| {
         v.near(0..0, err.key(), err.to_string());
@@ -152,6 +159,7 @@ pub fn validate(
         files,
         acme,
         warnings: v.warnings,
+        development_certificate,
     })
 }
 
@@ -308,11 +316,13 @@ fn client_limits(v: &mut Validator<'_>, client: &model::Client) -> ClientLimits 
     }
 }
 
-/// Loads certificates (generating a development one when allowed) and builds the TLS config.
+/// Loads certificates (generating a development one when allowed: `development` gets it when
+/// `run` is to write it) and builds the TLS config.
 fn tls_settings(
     v: &mut Validator<'_>,
     tls: Option<&model::Tls>,
     missing_cert: MissingCert,
+    development: &mut Option<crate::snapshot::DevelopmentCertificate>,
 ) -> Option<(tls::TlsSettings, Vec<PathBuf>)> {
     let Some(tls) = tls else {
         v.near(
@@ -385,12 +395,15 @@ fn tls_settings(
             "::1".to_string(),
         ];
         match missing_cert {
-            MissingCert::Generate => match crate::certgen::write_self_signed(&hosts, cert, key) {
-                Ok(_) => tracing::warn!(
-                    cert = %cert.display(),
-                    key = %key.display(),
-                    "GENERATED A SELF-SIGNED DEVELOPMENT CERTIFICATE (tls.self_signed_if_missing = true): browsers will not trust it; configure a real certificate for production"
-                ),
+            MissingCert::Generate => match crate::certgen::generate(&hosts) {
+                Ok(generated) => {
+                    *development = Some(crate::snapshot::DevelopmentCertificate {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        generated: generated.clone(),
+                    });
+                    in_memory = Some(generated);
+                }
                 Err(err) => {
                     v.at(
                         &tls.cert,

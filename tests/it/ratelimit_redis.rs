@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A `redis-server` of this test, killed on drop.
-struct RedisServer {
+/// A `redis-server` of this test, killed on drop (also used by the ACME tests).
+pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
 }
 
 impl RedisServer {
-    fn start() -> RedisServer {
+    pub(crate) fn start() -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("pick a free port")
@@ -60,7 +60,7 @@ impl RedisServer {
         server
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
