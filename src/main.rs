@@ -97,6 +97,10 @@ struct CheckArgs {
     /// at run time) as warnings, and validate everything else.
     #[arg(long)]
     skip_missing_paths: bool,
+    /// Also print what loading FILE over OLD (the running config, say) would change: per
+    /// route, upstream, headers, limits and certificate, listen changes marked "needs restart".
+    #[arg(long, value_name = "OLD")]
+    diff: Option<PathBuf>,
 }
 
 /// The config file given without `-c` (`rampart check FILE`).
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
         Some(Command::Check(args)) => check(
             &args.config.path_or(args.file.file),
             args.skip_missing_paths,
+            args.diff.as_deref(),
         ),
         Some(Command::Cert { hosts, out, name }) => cert(&hosts, &out, &name),
         Some(Command::Proxy(args)) => proxy(&args),
@@ -223,7 +228,9 @@ fn with_file_hint(mut err: clap::Error) -> clap::Error {
     err
 }
 
-/// The level of the text log, changed once the config is read (unless `RUST_LOG` is set).
+/// The level of the text log, changed once the config is read and at every reload (unless
+/// `RUST_LOG` is set).
+#[derive(Clone)]
 struct LogLevel(Option<reload::Handle<EnvFilter, Registry>>);
 
 impl LogLevel {
@@ -306,7 +313,7 @@ fn run(path: &Path, watch: bool) -> ExitCode {
                     "GENERATED A SELF-SIGNED DEVELOPMENT CERTIFICATE (tls.self_signed_if_missing = true): browsers will not trust it; configure a real certificate for production"
                 );
             }
-            serve(snapshot, Some((path, watch)))
+            serve(snapshot, Some((path, watch, log_level)))
         }
         Err(errors) => {
             print_errors(&errors);
@@ -350,7 +357,7 @@ fn proxy(args: &ProxyArgs) -> ExitCode {
 
 /// Serves until SIGTERM or SIGINT. With a config file, it is watched (unless `--no-watch`) and
 /// SIGHUP reloads it.
-fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool)>) -> ExitCode {
+fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool, LogLevel)>) -> ExitCode {
     // The control plane (signals, config watch, the plain-http and admin listeners, health
     // checks): one thread. The https listener runs on `listen.workers` threads of its own
     // (`rampart::runtime`).
@@ -381,8 +388,13 @@ fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool)>) -> Exi
                 return ExitCode::FAILURE;
             }
         };
-        let watch = config_file
-            .map(|(path, watch)| ConfigWatch::spawn(path.to_path_buf(), handle.reloader(), watch));
+        let watch = config_file.map(|(path, watch, log_level)| {
+            // `[log] level` follows each reload.
+            let reloader = handle
+                .reloader()
+                .on_apply(move |snapshot| log_level.set_from_config(&snapshot.log.level));
+            ConfigWatch::spawn(path.to_path_buf(), reloader, watch)
+        });
         signals.wait_for_shutdown(watch.as_ref()).await;
         drop(watch);
         tracing::info!("shutting down: finishing in-flight requests");
@@ -423,7 +435,7 @@ impl Signals {
     }
 }
 
-fn check(path: &Path, skip_missing_paths: bool) -> ExitCode {
+fn check(path: &Path, skip_missing_paths: bool, diff_from: Option<&Path>) -> ExitCode {
     let missing = if skip_missing_paths {
         MissingCert::Unseen
     } else {
@@ -435,10 +447,31 @@ fn check(path: &Path, skip_missing_paths: bool) -> ExitCode {
                 eprintln!("warning: {warning}");
             }
             println!("{}: ok", path.display());
-            ExitCode::SUCCESS
+            match diff_from {
+                Some(old) => print_diff(old, path),
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(errors) => {
             print_errors(&errors);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check --diff OLD`: the changes, one indented line each, after FILE's `ok`.
+fn print_diff(old: &Path, new: &Path) -> ExitCode {
+    let sides = config::diff::Side::read(old).and_then(|o| Ok((o, config::diff::Side::read(new)?)));
+    match sides {
+        Ok((before, after)) => {
+            println!("changes from {}:", old.display());
+            for line in config::diff::describe(&before, &after).lines() {
+                println!("  {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("--diff: {err}");
             ExitCode::FAILURE
         }
     }

@@ -303,6 +303,15 @@ impl<C: Clock> RouteLimiter<C> {
     /// With a Redis store, Redis decides; when it cannot (unreachable, too slow),
     /// `on_store_error` does: the local limiter, or allow, or deny. Never an error.
     pub async fn check(&self, key: &Key) -> Decision {
+        self.check_counted(key, None).await
+    }
+
+    /// [`check`](Self::check), counting Redis errors and fallbacks in `metrics`.
+    pub async fn check_counted(
+        &self,
+        key: &Key,
+        metrics: Option<&crate::metrics::Metrics>,
+    ) -> Decision {
         let Some(shared) = &self.shared else {
             return self.decide(key);
         };
@@ -311,7 +320,27 @@ impl<C: Clock> RouteLimiter<C> {
         // every request's future (moved on each spawn), Redis or not. One allocation next to a
         // network round trip.
         let decided = Box::pin(shared.store.decide(&redis_key, shared.t_us, shared.tau_us));
-        match decided.await {
+        let decided = decided.await;
+        if let Some(metrics) = metrics {
+            match &decided {
+                Err(redis::Unanswered::Failed) => {
+                    metrics.rate_limit_store_errors.inc();
+                }
+                Err(redis::Unanswered::Skipped) | Ok(_) => {}
+            }
+            if decided.is_err() {
+                let fallback = match shared.store.on_error() {
+                    OnStoreError::Local => "local",
+                    OnStoreError::Allow => "allow",
+                    OnStoreError::Deny => "deny",
+                };
+                metrics
+                    .rate_limit_store_fallbacks
+                    .with_label_values(&[fallback])
+                    .inc();
+            }
+        }
+        match decided.ok() {
             Some(answer) if answer.allowed => Decision::Allowed {
                 limit: self.limit,
                 remaining: answer.remaining,
