@@ -12,16 +12,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use rampart::config::model::RouteRateLimit;
 use rampart::policy::ratelimit::redis::DECISION_TIMEOUT;
 use rampart::policy::ratelimit::{
-    Decision, Key, LocalStore, OnStoreError, RedisStore, RouteLimiter,
+    Decision, Key, LimitRule, LocalStore, OnStoreError, RedisStore, RouteLimiter,
 };
 
 /// A quota no bench loop can use up (a million a second, a burst of a billion), so every
 /// decision is an allowed one that updates the key's state: the common case.
 fn generous(store: &Arc<LocalStore>) -> RouteLimiter {
-    let config = RouteRateLimit {
+    let config = LimitRule {
         rate: "1000000/s".parse().unwrap(),
         burst: Some(1_000_000_000),
         key: None,

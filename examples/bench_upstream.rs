@@ -2,12 +2,16 @@
 //! answers every request with the same small HTML page, as cheaply as hyper can. One thread
 //! (a current-thread runtime), HTTP/1.1 and cleartext HTTP/2 (prior knowledge, for h2load's
 //! direct row). It sends a `Server` and an `X-Powered-By` header, which both proxies must strip.
+//! `GET /__bench/connections` answers how many connections it has accepted (that one
+//! included): the bench reads it before and after a run to count the proxy's new upstream
+//! connections.
 //!
 //!   cargo build --release --example bench_upstream
 //!   target/release/examples/bench_upstream 127.0.0.1:18080
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response};
@@ -27,7 +31,14 @@ the app. Its size is that of a small page or a JSON answer of an API.</p>\n\
 <p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.</p>\n\
 </body>\n</html>\n";
 
-async fn answer(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// Connections accepted since start.
+static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+
+async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.uri().path() == "/__bench/connections" {
+        let count = ACCEPTED.load(Ordering::Relaxed).to_string();
+        return Ok(Response::new(Full::new(Bytes::from(count))));
+    }
     let mut response = Response::new(Full::new(Bytes::from_static(PAGE)));
     let headers = response.headers_mut();
     headers.insert(
@@ -63,6 +74,7 @@ async fn serve(addr: SocketAddr) -> std::io::Result<()> {
                 continue;
             }
         };
+        ACCEPTED.fetch_add(1, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
         tokio::spawn(async move {
             let _ = auto::Builder::new(TokioExecutor::new())

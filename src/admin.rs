@@ -224,9 +224,10 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 /// with other mistakes still names its admin address.
 pub fn configured_healthz_url(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
-    let file = crate::config::Source::new(path.display().to_string(), text)
-        .parse()
-        .ok()?;
+    let source = crate::config::Source::new(path.display().to_string(), text);
+    let (source, _) =
+        crate::config::env::expand(&source, &crate::config::env::from_process).ok()?;
+    let file = source.parse().ok()?;
     let admin: SocketAddr = file.listen.admin?.get_ref().parse().ok()?;
     Some(healthz_url(admin))
 }

@@ -10,8 +10,12 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
 use crate::upstream::conn::UpstreamBody;
 use crate::upstream::health_state::InFlightRequest;
+use crate::upstream::Upstream;
 
 pub use crate::request_body::BoxError;
 
@@ -20,7 +24,12 @@ pin_project_lite::pin_project! {
     #[project = ResponseBodyProj]
     pub enum ResponseBody {
         // `in_flight` counts the exchange in its server's load until the body ends.
-        Upstream { #[pin] body: UpstreamBody, in_flight: Option<InFlightRequest> },
+        // `failed` counts the body failing before its end (`upstream_errors{kind="body"}`).
+        Upstream {
+            #[pin] body: UpstreamBody,
+            in_flight: Option<InFlightRequest>,
+            failed: Option<BodyFailures>,
+        },
         Full { #[pin] body: Full<Bytes> },
         // Bodies the proxy builds from other streams (files, compressed upstream bodies).
         Boxed { #[pin] body: UnsyncBoxBody<Bytes, BoxError> },
@@ -39,10 +48,15 @@ impl ResponseBody {
     }
 
     /// An upstream's body, counted as in flight on its server (least_conn) until it ends.
-    pub fn upstream(body: UpstreamBody, in_flight: InFlightRequest) -> Self {
+    pub fn upstream(
+        body: UpstreamBody,
+        in_flight: InFlightRequest,
+        failed: Option<BodyFailures>,
+    ) -> Self {
         ResponseBody::Upstream {
             body,
             in_flight: Some(in_flight),
+            failed,
         }
     }
 
@@ -58,6 +72,26 @@ impl ResponseBody {
     }
 }
 
+/// Where an upstream body that fails is counted: `rampart_upstream_errors_total{upstream,
+/// kind="body"}`. Two reference counts per response; the series is looked up only on failure.
+pub struct BodyFailures {
+    metrics: Arc<Metrics>,
+    upstream: Arc<Upstream>,
+}
+
+impl BodyFailures {
+    pub fn new(metrics: Arc<Metrics>, upstream: Arc<Upstream>) -> Self {
+        BodyFailures { metrics, upstream }
+    }
+
+    fn count(self) {
+        self.metrics
+            .upstream_errors
+            .with_label_values(&[self.upstream.name.as_str(), "body"])
+            .inc();
+    }
+}
+
 impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -67,10 +101,19 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            ResponseBodyProj::Upstream { body, in_flight } => {
+            ResponseBodyProj::Upstream {
+                body,
+                in_flight,
+                failed,
+            } => {
                 let frame = body.poll_frame(cx);
                 if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
                     in_flight.take();
+                }
+                if matches!(frame, Poll::Ready(Some(Err(_)))) {
+                    if let Some(failed) = failed.take() {
+                        failed.count();
+                    }
                 }
                 frame.map_err(Into::into)
             }

@@ -14,6 +14,7 @@ pub enum CertGenError {
 }
 
 /// A generated certificate: PEM texts and the DER of the certificate (tests trust it as a root).
+#[derive(Clone)]
 pub struct Generated {
     pub cert_pem: String,
     pub key_pem: String,
@@ -38,9 +39,17 @@ pub fn write_self_signed(
     key_path: &Path,
 ) -> Result<Generated, CertGenError> {
     let generated = generate(hosts)?;
-    write_file(cert_path, generated.cert_pem.as_bytes(), 0o644)?;
-    write_file(key_path, generated.key_pem.as_bytes(), 0o600)?;
+    generated.write(cert_path, key_path)?;
     Ok(generated)
+}
+
+impl Generated {
+    /// Writes the certificate and key (parent folders created; the key readable by its owner
+    /// only).
+    pub fn write(&self, cert_path: &Path, key_path: &Path) -> Result<(), CertGenError> {
+        write_file(cert_path, self.cert_pem.as_bytes(), 0o644)?;
+        write_file(key_path, self.key_pem.as_bytes(), 0o600)
+    }
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertGenError> {

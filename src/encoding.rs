@@ -7,7 +7,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 /// Elements of Accept-Encoding looked at; the rest of a longer header is ignored.
 const MAX_CODINGS: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
     Brotli,
     Gzip,

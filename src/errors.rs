@@ -96,6 +96,11 @@ impl ProxyError {
             ProxyError::UpstreamConnect { upstream, .. } => (upstream, "connect"),
             ProxyError::UpstreamTimeout { upstream } => (upstream, "timeout"),
             ProxyError::UpstreamProtocol { upstream, .. } => (upstream, "protocol"),
+            ProxyError::NoHealthyUpstream { upstream } => (upstream, "no_healthy_server"),
+            ProxyError::ClientBodyTimeout => {
+                metrics.client_timeouts.with_label_values(&["body"]).inc();
+                return;
+            }
             _ => return,
         };
         metrics

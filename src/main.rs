@@ -118,6 +118,10 @@ struct CheckArgs {
     /// at run time) as warnings, and validate everything else.
     #[arg(long)]
     skip_missing_paths: bool,
+    /// Also print what loading FILE over OLD (the running config, say) would change: per
+    /// route, upstream, headers, limits and certificate, listen changes marked "needs restart".
+    #[arg(long, value_name = "OLD")]
+    diff: Option<PathBuf>,
 }
 
 /// The config file given without `-c` (`rampart check FILE`).
@@ -217,6 +221,7 @@ fn main() -> ExitCode {
         Some(Command::Check(args)) => check(
             &args.config.path_or(args.file.file),
             args.skip_missing_paths,
+            args.diff.as_deref(),
         ),
         Some(Command::Cert { hosts, out, name }) => cert(&hosts, &out, &name),
         Some(Command::Proxy(args)) => proxy(&args),
@@ -249,7 +254,9 @@ fn with_file_hint(mut err: clap::Error) -> clap::Error {
     err
 }
 
-/// The level of the text log, changed once the config is read (unless `RUST_LOG` is set).
+/// The level of the text log, changed once the config is read and at every reload (unless
+/// `RUST_LOG` is set).
+#[derive(Clone)]
 struct LogLevel(Option<reload::Handle<EnvFilter, Registry>>);
 
 impl LogLevel {
@@ -321,7 +328,18 @@ fn run(path: &Path, watch: bool) -> ExitCode {
     match config::load_file(path) {
         Ok(snapshot) => {
             log_level.set_from_config(&snapshot.log.level);
-            serve(snapshot, Some((path, watch)))
+            if let Some(development) = &snapshot.development_certificate {
+                if let Err(err) = development.write() {
+                    eprintln!("tls.cert: missing, and the development certificate could not be written: {err}");
+                    return ExitCode::FAILURE;
+                }
+                tracing::warn!(
+                    cert = %development.cert.display(),
+                    key = %development.key.display(),
+                    "GENERATED A SELF-SIGNED DEVELOPMENT CERTIFICATE (tls.self_signed_if_missing = true): browsers will not trust it; configure a real certificate for production"
+                );
+            }
+            serve(snapshot, Some((path, watch, log_level)))
         }
         Err(errors) => {
             print_errors(&errors);
@@ -337,37 +355,21 @@ fn proxy(args: &ProxyArgs) -> ExitCode {
         eprintln!("--to: {err}");
         return ExitCode::FAILURE;
     }
-    let quote = |text: &str| toml::Value::String(text.to_string()).to_string();
-    let mut text = format!("[listen]\nhttps = {}\n", quote(&args.https.to_string()));
-    if let Some(http) = args.http {
-        text += &format!("http = {}\n", quote(&http.to_string()));
-    }
-    // Redirects name the port clients reach the https listener on: its own unless said
-    // otherwise. `--https` on port 0: set below, once validated, for `Server::start`.
-    let public_port = args.https_port_public.unwrap_or(args.https.port());
-    if public_port != 0 {
-        text += &format!("https_port_public = {public_port}\n");
-    }
-    if let Some(admin) = args.admin {
-        text += &format!("admin = {}\n", quote(&admin.to_string()));
-    }
-    text += &format!("[headers]\npreset = {}\n", quote(args.headers.name()));
-    if let Some(csp) = &args.csp {
-        text += &format!("content_security_policy = {}\n", quote(csp));
-    }
-    if let Some(max_body) = args.max_body {
-        text += &format!("[client]\nmax_body = {}\n", quote(&max_body.to_string()));
-    }
-    // No certificate files: validation generates one in memory (MissingCert::InMemory).
-    text += &format!(
-        "[tls]\ncert = \"(in memory)\"\nkey = \"(in memory)\"\nself_signed_if_missing = true\n\
-         [upstreams.app]\nservers = [{}]\n\
-         [[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"app\"\n",
-        quote(&args.to)
-    );
-    match config::load_str_with(&text, "rampart proxy", MissingCert::InMemory) {
+    let sidecar = config::sidecar::Sidecar {
+        to: args.to.clone(),
+        https: args.https,
+        http: args.http,
+        https_port_public: args.https_port_public,
+        admin: args.admin,
+        headers_preset: args.headers.name(),
+        csp: args.csp.clone(),
+        max_body: args.max_body,
+    };
+    match config::load_model(sidecar.model(), "rampart proxy", MissingCert::InMemory) {
         Ok(mut snapshot) => {
-            if public_port == 0 {
+            // Redirects name the port clients reach the https listener on: its own unless said
+            // otherwise; `--https` on port 0 is known once bound (`Server::start`).
+            if args.https_port_public.is_none() && args.https.port() == 0 {
                 snapshot.listen.https_port_public = 0;
             }
             serve(snapshot, None)
@@ -381,7 +383,7 @@ fn proxy(args: &ProxyArgs) -> ExitCode {
 
 /// Serves until SIGTERM or SIGINT. With a config file, it is watched (unless `--no-watch`) and
 /// SIGHUP reloads it.
-fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool)>) -> ExitCode {
+fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool, LogLevel)>) -> ExitCode {
     // The control plane (signals, config watch, the plain-http and admin listeners, health
     // checks): one thread. The https listener runs on `listen.workers` threads of its own
     // (`rampart::runtime`).
@@ -412,8 +414,13 @@ fn serve(snapshot: rampart::Snapshot, config_file: Option<(&Path, bool)>) -> Exi
                 return ExitCode::FAILURE;
             }
         };
-        let watch = config_file
-            .map(|(path, watch)| ConfigWatch::spawn(path.to_path_buf(), handle.reloader(), watch));
+        let watch = config_file.map(|(path, watch, log_level)| {
+            // `[log] level` follows each reload.
+            let reloader = handle
+                .reloader()
+                .on_apply(move |snapshot| log_level.set_from_config(&snapshot.log.level));
+            ConfigWatch::spawn(path.to_path_buf(), reloader, watch)
+        });
         signals.wait_for_shutdown(watch.as_ref()).await;
         drop(watch);
         tracing::info!("shutting down: finishing in-flight requests");
@@ -454,7 +461,7 @@ impl Signals {
     }
 }
 
-fn check(path: &Path, skip_missing_paths: bool) -> ExitCode {
+fn check(path: &Path, skip_missing_paths: bool, diff_from: Option<&Path>) -> ExitCode {
     let missing = if skip_missing_paths {
         MissingCert::Unseen
     } else {
@@ -466,10 +473,31 @@ fn check(path: &Path, skip_missing_paths: bool) -> ExitCode {
                 eprintln!("warning: {warning}");
             }
             println!("{}: ok", path.display());
-            ExitCode::SUCCESS
+            match diff_from {
+                Some(old) => print_diff(old, path),
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(errors) => {
             print_errors(&errors);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check --diff OLD`: the changes, one indented line each, after FILE's `ok`.
+fn print_diff(old: &Path, new: &Path) -> ExitCode {
+    let sides = config::diff::Side::read(old).and_then(|o| Ok((o, config::diff::Side::read(new)?)));
+    match sides {
+        Ok((before, after)) => {
+            println!("changes from {}:", old.display());
+            for line in config::diff::describe(&before, &after).lines() {
+                println!("  {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("--diff: {err}");
             ExitCode::FAILURE
         }
     }

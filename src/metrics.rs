@@ -27,7 +27,9 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// `rampart_upstream_duration_seconds{upstream}`: request sent → upstream response head.
     pub upstream_duration: HistogramVec,
-    /// `rampart_upstream_errors_total{upstream, kind}`: kind is connect | timeout | protocol.
+    /// `rampart_upstream_errors_total{upstream, kind}`: kind is connect | timeout | protocol |
+    /// body (the upstream's response body failed after its head) | no_healthy_server (503
+    /// without an exchange).
     pub upstream_errors: IntCounterVec,
     /// `rampart_rate_limited_total{route}`: requests answered 429.
     pub rate_limited: IntCounterVec,
@@ -36,8 +38,23 @@ pub struct Metrics {
     /// `rampart_tls_handshake_failures_total{reason}`: reason is error | timeout.
     pub tls_handshake_failures: IntCounterVec,
     /// `rampart_connections_refused_total{reason}`: connections closed at accept by a cap,
-    /// reason is max_connections | max_connections_per_ip.
+    /// reason is max_connections | max_connections_per_ip, or invalid_preface (an HTTP/2
+    /// connection whose preface was wrong, refused with GOAWAY before any request).
     pub connections_refused: IntCounterVec,
+    /// `rampart_client_timeouts_total{kind}`: body (a request body that sent nothing for
+    /// `body_timeout`: 408) | send (a connection or HTTP/2 stream whose client read nothing
+    /// for `send_timeout`: closed or reset).
+    pub client_timeouts: IntCounterVec,
+    /// `rampart_http2_resets_total{reason}`: HTTP/2 cut off by the proxy: rapid_reset (a
+    /// connection closed: most of its requests were reset by the client) | send_timeout (a
+    /// stream reset: its window stayed shut).
+    pub http2_resets: IntCounterVec,
+    /// `rampart_rate_limit_store_errors_total`: Redis exchanges of the rate limit that failed
+    /// or took longer than `redis_timeout`.
+    pub rate_limit_store_errors: prometheus::IntCounter,
+    /// `rampart_rate_limit_store_fallbacks_total{fallback}`: decisions taken without Redis,
+    /// by `on_store_error` (local | allow | deny).
+    pub rate_limit_store_fallbacks: IntCounterVec,
     /// `rampart_config_reloads_total{result}`: result is success | failure.
     pub config_reloads: IntCounterVec,
     /// `rampart_config_last_reload_success_timestamp_seconds`: Unix time of the config in use.
@@ -102,7 +119,8 @@ impl Metrics {
             upstream_errors: counter_vec(
                 &registry,
                 "rampart_upstream_errors_total",
-                "Failed upstream exchanges, by upstream and kind (connect, timeout, protocol).",
+                "Failed upstream exchanges, by upstream and kind (connect, timeout, protocol, \
+                 body, no_healthy_server).",
                 &["upstream", "kind"],
             ),
             rate_limited: counter_vec(
@@ -126,9 +144,34 @@ impl Metrics {
             connections_refused: counter_vec(
                 &registry,
                 "rampart_connections_refused_total",
-                "Connections closed at accept by a connection cap, by reason \
-                 (max_connections, max_connections_per_ip).",
+                "Connections refused before any request, by reason (max_connections, \
+                 max_connections_per_ip, invalid_preface).",
                 &["reason"],
+            ),
+            client_timeouts: counter_vec(
+                &registry,
+                "rampart_client_timeouts_total",
+                "Clients cut off for a stalled transfer, by kind (body: request body, send: \
+                 response not read).",
+                &["kind"],
+            ),
+            http2_resets: counter_vec(
+                &registry,
+                "rampart_http2_resets_total",
+                "HTTP/2 connections or streams cut off by the proxy, by reason (rapid_reset, \
+                 send_timeout).",
+                &["reason"],
+            ),
+            rate_limit_store_errors: counter(
+                &registry,
+                "rampart_rate_limit_store_errors_total",
+                "Rate-limit exchanges with Redis that failed or timed out.",
+            ),
+            rate_limit_store_fallbacks: counter_vec(
+                &registry,
+                "rampart_rate_limit_store_fallbacks_total",
+                "Rate-limit decisions taken without Redis, by on_store_error (local, allow, deny).",
+                &["fallback"],
             ),
             config_reloads: counter_vec(
                 &registry,
@@ -215,8 +258,23 @@ impl Metrics {
         for reason in ["error", "timeout"] {
             metrics.tls_handshake_failures.with_label_values(&[reason]);
         }
-        for reason in ["max_connections", "max_connections_per_ip"] {
+        for reason in [
+            "max_connections",
+            "max_connections_per_ip",
+            "invalid_preface",
+        ] {
             metrics.connections_refused.with_label_values(&[reason]);
+        }
+        for kind in ["body", "send"] {
+            metrics.client_timeouts.with_label_values(&[kind]);
+        }
+        for reason in ["rapid_reset", "send_timeout"] {
+            metrics.http2_resets.with_label_values(&[reason]);
+        }
+        for fallback in ["local", "allow", "deny"] {
+            metrics
+                .rate_limit_store_fallbacks
+                .with_label_values(&[fallback]);
         }
         metrics
     }
@@ -286,6 +344,13 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
         .unwrap_or_else(|err| unreachable_metric(name, err));
     register(registry, name, Box::new(vec.clone()));
     vec
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::IntCounter {
+    let counter =
+        prometheus::IntCounter::new(name, help).unwrap_or_else(|err| unreachable_metric(name, err));
+    register(registry, name, Box::new(counter.clone()));
+    counter
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {

@@ -384,7 +384,7 @@ async fn act(
     let allowed = match &route.rate_limit {
         Some(limiter) => {
             let key = limiter.key(request.headers(), client);
-            match limiter.check(&key).await {
+            match limiter.check_counted(&key, Some(&connection.metrics)).await {
                 decision if decision.is_allowed() => Some(decision),
                 decision => return Err(ProxyError::RateLimited { decision }),
             }
@@ -416,6 +416,7 @@ async fn act(
                 max_body: route.max_body,
                 body_timeout: snapshot.client.body_timeout,
                 response_timeout: route.response_timeout,
+                count_body_failures: Some((&connection.metrics, upstream)),
             };
             // Compression is chosen from the request's Accept-Encoding and method, read
             // before the request moves upstream.

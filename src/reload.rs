@@ -11,6 +11,9 @@ use crate::metrics::Metrics;
 use crate::snapshot::{Listen, Snapshot};
 use crate::Shared;
 
+/// What [`Reloader::on_apply`] calls.
+type ApplyHook = dyn Fn(&Snapshot) + Send + Sync;
+
 /// Swaps snapshots into a running server. Cheap to clone: the file watcher and the SIGHUP
 /// handler each hold one.
 #[derive(Clone)]
@@ -22,6 +25,9 @@ pub struct Reloader {
     bound: Arc<Listen>,
     /// ACME certificates and challenges, attached to every snapshot swapped in.
     acme: Arc<crate::acme::Registry>,
+    /// Called with each snapshot before it is swapped in (the command line applies `[log]
+    /// level` with it).
+    on_apply: Option<Arc<ApplyHook>>,
 }
 
 impl Reloader {
@@ -36,7 +42,15 @@ impl Reloader {
             metrics,
             bound,
             acme,
+            on_apply: None,
         }
+    }
+
+    /// This reloader, calling `hook` with every snapshot it applies, before the swap and before
+    /// `config reloaded` is logged (so a new `[log] level` already decides that line).
+    pub fn on_apply(mut self, hook: impl Fn(&Snapshot) + Send + Sync + 'static) -> Self {
+        self.on_apply = Some(Arc::new(hook));
+        self
     }
 
     /// The snapshot requests are served with right now.
@@ -63,6 +77,9 @@ impl Reloader {
 
     /// Swaps in a snapshot that is already valid.
     pub fn apply(&self, mut snapshot: Snapshot) {
+        if let Some(hook) = &self.on_apply {
+            hook(&snapshot);
+        }
         report_listen_changes(&self.bound, &snapshot.listen, &self.metrics);
         for warning in &snapshot.warnings {
             tracing::warn!("{warning}");

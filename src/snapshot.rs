@@ -41,6 +41,34 @@ pub struct Snapshot {
     pub bans: crate::policy::ban::Bans,
     /// Config sections accepted but not implemented in this version (logged at start).
     pub warnings: Vec<String>,
+    /// A development certificate validation generated for a missing `tls.cert`/`tls.key`
+    /// (`self_signed_if_missing`, [`crate::config::MissingCert::Generate`]): served from
+    /// memory; `rampart run` writes it to those paths before it starts serving.
+    pub development_certificate: Option<DevelopmentCertificate>,
+}
+
+/// A self-signed certificate for `localhost`, to be written where the config names the
+/// certificate and key.
+pub struct DevelopmentCertificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub generated: crate::certgen::Generated,
+}
+
+impl std::fmt::Debug for DevelopmentCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("DevelopmentCertificate")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DevelopmentCertificate {
+    pub fn write(&self) -> Result<(), crate::certgen::CertGenError> {
+        self.generated.write(&self.cert, &self.key)
+    }
 }
 
 #[derive(Debug, Clone)]

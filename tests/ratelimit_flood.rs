@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::clock::FakeRelativeClock;
-use rampart::config::model::RouteRateLimit;
-use rampart::policy::ratelimit::{Decision, Key, LocalStore, RouteLimiter};
+use rampart::policy::ratelimit::{Decision, Key, LimitRule, LocalStore, RouteLimiter};
 
 /// Resident set size of this process, from `/proc/self/status` (0 where there is none).
 fn rss_kib() -> u64 {
@@ -42,7 +41,7 @@ fn limiter(
     rate: &str,
     burst: u32,
 ) -> RouteLimiter<FakeRelativeClock> {
-    let config = RouteRateLimit {
+    let config = LimitRule {
         rate: rate.parse().unwrap(),
         burst: Some(burst),
         key: None,

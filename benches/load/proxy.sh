@@ -26,8 +26,10 @@
 # and an SO_REUSEPORT listener per worker, upstream connections driven in the request's task.
 # SERVERS limits the servers measured (all five by default: rampart nginx direct floor floor2).
 # then prints the medians, the ratios to nginx, the CPU time per request (user + system of the
-# server's processes over the run / requests done; direct: the upstream's), idle RSS (after start
-# and a few requests) and peak RSS (VmHWM; nginx: master + workers summed).
+# server's processes over the run / requests done; direct: the upstream's), the new upstream
+# connections it opened during a run (the upstream's accept count before and after; direct: the
+# load generator's own connections), idle RSS (after start and a few requests) and peak RSS
+# (VmHWM; nginx: master + workers summed).
 #
 #   bash benches/load/proxy.sh                        # about 5 minutes
 #   ROUNDS=5 DURATION=10s PROFILE=both bash benches/load/proxy.sh
@@ -230,19 +232,24 @@ warn_errors() { # label output
     fi
 }
 
+# Connections the upstream accepted so far (the query's own connection included).
+upstream_accepted() { curl -s "http://127.0.0.1:$UPSTREAM_PORT/__bench/connections"; }
+
 run_h1() { # server test threads connections
-    local out before
+    local out before conns
+    conns=$(upstream_accepted)
     before=$(tree_cpu_ticks "$(pid_of "$1")")
     out=$(wrk -t"$3" -c"$4" -d"$DURATION" --latency "$(url_of "$1")")
     warn_errors "$1 $2" "$out"
     record "$1" "$2" "$(echo "$out" | wrk_rps)" "$(echo "$out" | wrk_percentile_ms 50%)" \
         "$(echo "$out" | wrk_percentile_ms 99%)" \
         "$(cpu_us_per_request $(($(tree_cpu_ticks "$(pid_of "$1")") - before)) \
-            "$(echo "$out" | wrk_requests)")"
+            "$(echo "$out" | wrk_requests)")" "$(($(upstream_accepted) - conns - 1))"
 }
 
 run_h2() { # server test threads clients
-    local out log="$work/h2load.log" warmup=1 sampler before
+    local out log="$work/h2load.log" warmup=1 sampler before conns
+    conns=$(upstream_accepted)
     rm -f "$log" "$work/cpu-before"
     # The CPU count starts when h2load's warm-up ends, as its request count does.
     (sleep "$warmup" && tree_cpu_ticks "$(pid_of "$1")" >"$work/cpu-before") &
@@ -257,18 +264,19 @@ run_h2() { # server test threads clients
     record "$1" "$2" "$(echo "$out" | h2load_rps)" "$(h2load_log_percentile_ms "$log" 50)" \
         "$(h2load_log_percentile_ms "$log" 99)" \
         "$(cpu_us_per_request $(($(tree_cpu_ticks "$(pid_of "$1")") - before)) \
-            "$(echo "$out" | h2load_requests)")"
+            "$(echo "$out" | h2load_requests)")" "$(($(upstream_accepted) - conns - 1))"
 }
 
 run_handshakes() { # server
-    local out before
+    local out before conns
+    conns=$(upstream_accepted)
     before=$(tree_cpu_ticks "$(pid_of "$1")")
     out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -H "Connection: close" "$(url_of "$1")")
     warn_errors "$1 hs" "$out"
     record "$1" hs "$(echo "$out" | wrk_rps)" "$(echo "$out" | wrk_percentile_ms 50%)" \
         "$(echo "$out" | wrk_percentile_ms 99%)" \
         "$(cpu_us_per_request $(($(tree_cpu_ticks "$(pid_of "$1")") - before)) \
-            "$(echo "$out" | wrk_requests)")"
+            "$(echo "$out" | wrk_requests)")" "$(($(upstream_accepted) - conns - 1))"
 }
 
 run_test() { # test server
@@ -281,10 +289,10 @@ run_test() { # test server
     esac
 }
 
-record() { # server test rps p50 p99 cpu
-    results[$1,$2]+="$3 $4 $5 $6;"
-    printf '  %-4s %-8s %10s req/s   p50 %7s ms   p99 %7s ms   cpu %6s us/req   (load %s)\n' \
-        "$2" "$1" "$3" "$4" "$5" "$6" "$(load_average)"
+record() { # server test rps p50 p99 cpu upstream-connections
+    results[$1,$2]+="$3 $4 $5 $6 $7;"
+    printf '  %-4s %-8s %10s req/s   p50 %7s ms   p99 %7s ms   cpu %6s us/req   upstream conns %5s   (load %s)\n' \
+        "$2" "$1" "$3" "$4" "$5" "$6" "$7" "$(load_average)"
 }
 
 echo "rampart $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?') vs $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(h2load --version | head -1), wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
@@ -349,6 +357,7 @@ for test in "${tests[@]}"; do
     row "  p50" "$test" 2 " ms"
     row "  p99" "$test" 3 " ms"
     row "  CPU per request (us)" "$test" 4 ""
+    row "  new upstream connections" "$test" 5 ""
 done
 line "idle RSS (MiB)" "$(mib "$idle_rampart")" "$(mib "$idle_nginx")" "$(ratio "$idle_rampart" "$idle_nginx")" \
     "$(mib "$idle_upstream")" "$(mib "$idle_floor")" "$(ratio "$idle_floor" "$idle_nginx")" \

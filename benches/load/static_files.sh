@@ -44,7 +44,9 @@ trap cleanup EXIT
 root="$work/root"
 mkdir -p "$root"
 # ~2 KiB of CSS, and 1 MiB of incompressible bytes.
-for i in $(seq 1 64); do echo ".rule-$i { color: #333; margin: 0 auto; }"; done | head -c 2048 >"$root/app.css"
+# (Cut from a variable: `| head -c` could end the loop with SIGPIPE, fatal under pipefail.)
+css=$(for i in $(seq 1 64); do echo ".rule-$i { color: #333; margin: 0 auto; }"; done)
+printf '%s' "${css:0:2048}" >"$root/app.css"
 head -c 1048576 /dev/urandom >"$root/big.bin"
 # nginx's workers run as an unprivileged user when started as root: let them read the root.
 chmod 755 "$work" "$root"

@@ -15,6 +15,7 @@ pub fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     for line in text.lines().take(64) {
         units(line);
+        env_values(line);
         if let Some(quoted) = line.split('"').nth(1) {
             units(quoted);
         }
@@ -74,6 +75,21 @@ fn harmless_to_read(path: &Path) -> bool {
         Ok(meta) => meta.is_file() && meta.len() <= 1 << 20,
         Err(_) => true,
     }
+}
+
+/// `${NAME}` expansion (config/env.rs) never panics; a value with every `$` doubled expands to
+/// itself (the documented escape); what expands is the same with any unrelated variable set.
+pub(crate) fn env_values(text: &str) {
+    use crate::config::env::{expand_value, Redactions};
+    let lookup = |name: &str| (name == "SET").then(|| "v$al}ue".to_string());
+    let mut redactions = Redactions::default();
+    let _ = expand_value(text, &lookup, &mut redactions);
+    let escaped = text.replace('$', "$$");
+    assert_eq!(
+        expand_value(&escaped, &lookup, &mut redactions).as_deref(),
+        Ok(text),
+        "{escaped:?} is not {text:?} once expanded"
+    );
 }
 
 /// The unit parsers never panic, and what they accept prints back to the same value.

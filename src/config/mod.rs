@@ -1,9 +1,12 @@
 //! The config file: `model` (raw serde), `units` (durations, sizes, rates), `source` (errors
 //! with file, line and key), `validate` (model → runtime [`Snapshot`]).
 
+pub mod diff;
+pub mod env;
 #[cfg(any(test, fuzzing))]
 pub(crate) mod fuzz;
 pub mod model;
+pub mod sidecar;
 pub mod source;
 pub mod units;
 pub mod validate;
@@ -32,9 +35,7 @@ pub fn load_file_with(path: &Path, missing_cert: MissingCert) -> Result<Snapshot
             message: format!("cannot read the config file: {err}"),
         }])
     })?;
-    let source = Source::new(label, text);
-    let file = source.parse()?;
-    validate::validate(&source, file, Some(path), missing_cert)
+    load_source(Source::new(label, text), Some(path), missing_cert)
 }
 
 /// Parses and validates config text (tests, `rampart proxy`); `label` names it in errors.
@@ -42,12 +43,37 @@ pub fn load_str(text: &str, label: &str) -> Result<Snapshot, ConfigErrors> {
     load_str_with(text, label, MissingCert::Generate)
 }
 
+/// Validates a config built in code (`rampart proxy`); `label` names it in errors.
+pub fn load_model(
+    file: model::File,
+    label: &str,
+    missing_cert: MissingCert,
+) -> Result<Snapshot, ConfigErrors> {
+    let source = Source::new(label, String::new());
+    validate::validate(&source, file, None, missing_cert)
+}
+
 pub fn load_str_with(
     text: &str,
     label: &str,
     missing_cert: MissingCert,
 ) -> Result<Snapshot, ConfigErrors> {
-    let source = Source::new(label, text.to_string());
-    let file = source.parse()?;
-    validate::validate(&source, file, None, missing_cert)
+    load_source(Source::new(label, text.to_string()), None, missing_cert)
+}
+
+/// `${NAME}` expanded from the environment (read now, at each load), then parsed and validated;
+/// values from the environment are hidden in every error and warning.
+fn load_source(
+    source: Source,
+    path: Option<&Path>,
+    missing_cert: MissingCert,
+) -> Result<Snapshot, ConfigErrors> {
+    let (source, redactions) = env::expand(&source, &env::from_process)?;
+    let file = source.parse().map_err(|e| redactions.errors(e))?;
+    let mut snapshot =
+        validate::validate(&source, file, path, missing_cert).map_err(|e| redactions.errors(e))?;
+    for warning in &mut snapshot.warnings {
+        *warning = redactions.apply(warning);
+    }
+    Ok(snapshot)
 }

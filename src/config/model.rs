@@ -632,15 +632,90 @@ pub struct Cors {
     pub max_age: Option<Duration>,
 }
 
+// Values for configs built in code (`rampart proxy`, config::sidecar): what the file's
+// defaults are, with the required keys empty (validation names them if left so).
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            https: unspanned(String::new()),
+            http: None,
+            admin: None,
+            http_redirect_status: default_http_redirect_status(),
+            https_port_public: default_https_port_public(),
+            shutdown_grace: default_shutdown_grace(),
+            workers: None,
+            proxy_protocol_from: Vec::new(),
+        }
+    }
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            cert: empty_path(),
+            key: empty_path(),
+            acme: no_acme(),
+            hosts: Vec::new(),
+            min_version: default_min_version(),
+            self_signed_if_missing: false,
+            certificates: Vec::new(),
+        }
+    }
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Upstream {
+            servers: Vec::new(),
+            balance: default_balance(),
+            connect_timeout: default_connect_timeout(),
+            response_timeout: default_response_timeout(),
+            retries: default_retries(),
+            health_check: None,
+            passive_failures: default_passive_failures(),
+            keepalive: default_keepalive(),
+            keepalive_timeout: default_keepalive_timeout(),
+        }
+    }
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Route {
+            name: None,
+            host: None,
+            hosts: None,
+            path: default_route_path(),
+            methods: None,
+            upstream: None,
+            static_files: None,
+            redirect: None,
+            respond: None,
+            rate_limit: None,
+            allow: None,
+            deny: None,
+            cors: None,
+            headers: None,
+            compress: None,
+            max_body: None,
+            forward_path: None,
+            response_timeout: None,
+            ban: None,
+        }
+    }
+}
+
+/// A value as if written in the file, at no position (configs built in code).
+pub fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
+}
+
 // Defaults, named so that `#[serde(default = …)]` and the `Default` impls share them.
 // A defaulted `Spanned` gets the empty span 0..0: nothing was written.
 
 fn secs(n: u64) -> Duration {
     Duration(std::time::Duration::from_secs(n))
-}
-
-fn unspanned<T>(value: T) -> Spanned<T> {
-    Spanned::new(0..0, value)
 }
 
 fn default_true() -> bool {

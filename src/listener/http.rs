@@ -61,6 +61,7 @@ pub async fn run(
         let watcher = graceful.watcher();
         let open = metrics.connection_opened("http");
         let metrics = metrics.clone();
+        let send_timeouts = metrics.client_timeouts.with_label_values(&["send"]);
         tokio::spawn(async move {
             let _open = open;
             let _ = tcp.set_nodelay(true);
@@ -100,7 +101,8 @@ pub async fn run(
             });
             // A redirect is answered at once, so nothing is ever in flight here: a client that
             // reads none of its answers is closed at idle_timeout or send_timeout.
-            let io = IdleIo::new(tcp, deadlines, Arc::default());
+            let io =
+                IdleIo::new(tcp, deadlines, Arc::default()).counting_send_timeouts(send_timeouts);
             let conn = builder
                 .serve_connection(TokioIo::new(io), service)
                 .into_owned();

@@ -35,9 +35,13 @@ fn h1_buffer_size(limits: &ClientLimits) -> usize {
 /// more are refused with RST_STREAM(REFUSED_STREAM).
 const MAX_CONCURRENT_STREAMS: u32 = 128;
 
-fn connection_builder(limits: &ClientLimits, h2: bool) -> auto::Builder<StreamExecutor> {
+fn connection_builder(
+    limits: &ClientLimits,
+    h2: bool,
+    metrics: Option<Arc<Metrics>>,
+) -> auto::Builder<StreamExecutor> {
     // HTTP/2 streams run as tasks of this executor, each under `send_timeout`.
-    let mut builder = auto::Builder::new(StreamExecutor::new(limits.send_timeout));
+    let mut builder = auto::Builder::new(StreamExecutor::new(limits.send_timeout, metrics));
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -181,6 +185,10 @@ pub async fn run(
                     Ok(Ok(Preface::Valid)) => {}
                     Ok(Ok(Preface::Invalid)) => {
                         tracing::debug!(%peer, "invalid HTTP/2 connection preface: GOAWAY");
+                        metrics
+                            .connections_refused
+                            .with_label_values(&["invalid_preface"])
+                            .inc();
                         let _ =
                             tokio::time::timeout(limits.send_timeout, preface::refuse(&mut tls))
                                 .await;
@@ -207,10 +215,18 @@ pub async fn run(
                 idle: limits.idle_timeout,
                 send: limits.send_timeout,
             };
-            let io = IdleIo::new(tls, deadlines, in_flight);
-            let builder = connection_builder(&limits, h2);
+            let send_timeouts = connection
+                .metrics
+                .client_timeouts
+                .with_label_values(&["send"]);
+            let io = IdleIo::new(tls, deadlines, in_flight).counting_send_timeouts(send_timeouts);
+            let builder = connection_builder(&limits, h2, Some(connection.metrics.clone()));
             let service_shared = shared.clone();
             let resets = PrematureResets::new();
+            let rapid_resets = connection
+                .metrics
+                .http2_resets
+                .with_label_values(&["rapid_reset"]);
             let service_resets = resets.clone();
             // HTTP/1: which written bytes are a response of the service (listener/error_heads.rs).
             let gate = (!h2).then(|| Arc::new(ResponseGate::default()));
@@ -251,6 +267,7 @@ pub async fn run(
                 tokio::select! {
                     result = watcher.watch(conn.into_owned()) => result,
                     () = resets.tripped() => {
+                        rapid_resets.inc();
                         // Dropping the connection closes it: no GOAWAY, the client lost its
                         // right to a clean goodbye.
                         tracing::warn!(%peer, "HTTP/2 connection closed: most of its requests \

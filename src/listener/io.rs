@@ -71,8 +71,15 @@ impl<T> IdleIo<T> {
                 last_write: now,
                 write_blocked: false,
                 in_flight,
+                send_timeouts: None,
             },
         }
+    }
+
+    /// Counts the connection in `counter` when its send deadline passes.
+    pub fn counting_send_timeouts(mut self, counter: prometheus::IntCounter) -> Self {
+        self.clock.send_timeouts = Some(counter);
+        self
     }
 
     pub fn get_ref(&self) -> &T {
@@ -91,6 +98,9 @@ struct Clock {
     /// The last write, flush or shutdown returned `Pending`: the client is not reading.
     write_blocked: bool,
     in_flight: Arc<InFlight>,
+    /// `rampart_client_timeouts_total{kind="send"}`, counted once when the send deadline
+    /// passes.
+    send_timeouts: Option<prometheus::IntCounter>,
 }
 
 impl Clock {
@@ -145,6 +155,9 @@ impl Clock {
             let now = Instant::now();
             let send_deadline = self.last_write + self.deadlines.send;
             if self.write_blocked && send_deadline <= now {
+                if let Some(counter) = self.send_timeouts.take() {
+                    counter.inc();
+                }
                 return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "send timeout"));
             }
             let idle_deadline = self.last_activity + self.deadlines.idle;

@@ -12,6 +12,9 @@
 //! per poll is two thread-local accesses, plus one clock read when a chunk has to wait (the
 //! stall clock, `stall.rs`, shared with request bodies). HTTP/1 bodies pass without either.
 
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
@@ -38,14 +41,19 @@ thread_local! {
 
 /// hyper's executor for the https listener: `tokio::spawn`, with HTTP/2 streams under a send
 /// deadline. (HTTP/1 spawns nothing; its stalls block the socket, where `io.rs` sees them.)
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StreamExecutor {
     send_timeout: Duration,
+    /// Counted when a stream is reset for `send_timeout`.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl StreamExecutor {
-    pub fn new(send_timeout: Duration) -> Self {
-        StreamExecutor { send_timeout }
+    pub fn new(send_timeout: Duration, metrics: Option<Arc<Metrics>>) -> Self {
+        StreamExecutor {
+            send_timeout,
+            metrics,
+        }
     }
 }
 
@@ -58,6 +66,7 @@ where
             stream,
             timeout: self.send_timeout,
             blocked: StallClock::default(),
+            metrics: self.metrics.clone(),
         });
     }
 }
@@ -69,6 +78,7 @@ pin_project_lite::pin_project! {
         timeout: Duration,
         // Runs while the stream holds a chunk it cannot send.
         blocked: StallClock,
+        metrics: Option<Arc<Metrics>>,
     }
 }
 
@@ -94,6 +104,13 @@ impl<F: Future<Output = ()>> Future for SendDeadline<F> {
             tracing::debug!(
                 "HTTP/2 stream reset: its client kept the window shut for send_timeout"
             );
+            if let Some(metrics) = this.metrics.take() {
+                metrics.client_timeouts.with_label_values(&["send"]).inc();
+                metrics
+                    .http2_resets
+                    .with_label_values(&["send_timeout"])
+                    .inc();
+            }
             // Completing drops the stream: h2 resets it and the upstream body goes.
             return Poll::Ready(());
         }

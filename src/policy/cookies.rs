@@ -12,8 +12,6 @@
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
 
-use crate::config::model;
-
 /// The `SameSite` value added to cookies that have none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {
@@ -67,8 +65,13 @@ impl CookiePolicy {
         same_site: None,
     };
 
-    pub fn from_config(cookies: &model::Cookies) -> Result<CookiePolicy, CookieConfigError> {
-        let same_site = match cookies.same_site.as_str() {
+    /// Compiles `[cookies]` (`same_site`: "Strict", "Lax", "None" or "" to leave it alone).
+    pub fn new(
+        secure: bool,
+        http_only: bool,
+        same_site: &str,
+    ) -> Result<CookiePolicy, CookieConfigError> {
+        let same_site = match same_site {
             "" => None,
             "Strict" => Some(SameSite::Strict),
             "Lax" => Some(SameSite::Lax),
@@ -85,12 +88,12 @@ impl CookiePolicy {
                 )
             }
         };
-        if same_site == Some(SameSite::None) && !cookies.secure {
+        if same_site == Some(SameSite::None) && !secure {
             return Err(CookieConfigError::NoneWithoutSecure);
         }
         Ok(CookiePolicy {
-            secure: cookies.secure,
-            http_only: cookies.http_only,
+            secure,
+            http_only,
             same_site,
         })
     }
@@ -199,34 +202,24 @@ mod tests {
         headers[SET_COOKIE].to_str().unwrap().to_string()
     }
 
-    fn config(secure: bool, http_only: bool, same_site: &str) -> model::Cookies {
-        model::Cookies {
-            secure,
-            http_only,
-            same_site: same_site.to_string(),
-        }
+    fn config(
+        secure: bool,
+        http_only: bool,
+        same_site: &str,
+    ) -> Result<CookiePolicy, CookieConfigError> {
+        CookiePolicy::new(secure, http_only, same_site)
     }
 
     #[test]
     fn compiles_the_config() {
+        assert_eq!(config(true, false, "Lax"), Ok(DEFAULT));
+        assert_eq!(config(false, false, ""), Ok(CookiePolicy::OFF));
         assert_eq!(
-            CookiePolicy::from_config(&model::Cookies::default()),
-            Ok(DEFAULT)
-        );
-        assert_eq!(
-            CookiePolicy::from_config(&config(false, false, "")),
-            Ok(CookiePolicy::OFF)
-        );
-        assert_eq!(
-            CookiePolicy::from_config(&config(true, true, "Strict"))
-                .unwrap()
-                .same_site,
+            config(true, true, "Strict").unwrap().same_site,
             Some(SameSite::Strict)
         );
         assert_eq!(
-            CookiePolicy::from_config(&config(true, false, "None"))
-                .unwrap()
-                .same_site,
+            config(true, false, "None").unwrap().same_site,
             Some(SameSite::None)
         );
     }
@@ -234,14 +227,14 @@ mod tests {
     #[test]
     fn refuses_bad_same_site() {
         assert_eq!(
-            CookiePolicy::from_config(&config(true, false, "Loose")),
+            config(true, false, "Loose"),
             Err(CookieConfigError::SameSite("Loose".into()))
         );
         assert_eq!(
-            CookiePolicy::from_config(&config(true, false, "lax")),
+            config(true, false, "lax"),
             Err(CookieConfigError::SameSiteCase("Lax"))
         );
-        let none_insecure = CookiePolicy::from_config(&config(false, false, "None")).unwrap_err();
+        let none_insecure = config(false, false, "None").unwrap_err();
         assert_eq!(none_insecure, CookieConfigError::NoneWithoutSecure);
         assert_eq!(none_insecure.key(), "cookies.same_site");
         assert!(none_insecure.to_string().contains("secure = true"));

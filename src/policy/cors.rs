@@ -22,7 +22,6 @@ use http::header::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use crate::body::ResponseBody;
-use crate::config::model;
 use crate::errors::ProxyError;
 
 /// `allow_methods` when not written.
@@ -82,13 +81,26 @@ impl CorsConfigError {
     }
 }
 
+/// A route's `cors` as written, in plain values (config/validate.rs reads the file).
+#[derive(Debug, Clone, Default)]
+pub struct CorsRules {
+    pub allow_origins: Vec<String>,
+    /// `None`: [`DEFAULT_METHODS`].
+    pub allow_methods: Option<Vec<String>>,
+    /// `None`: [`DEFAULT_HEADERS`].
+    pub allow_headers: Option<Vec<String>>,
+    pub allow_credentials: bool,
+    /// `None`: [`DEFAULT_MAX_AGE_SECS`].
+    pub max_age: Option<std::time::Duration>,
+}
+
 impl CorsPolicy {
     /// Compiles a route's `cors`, or lists every error in it.
-    pub fn from_config(cors: &model::Cors) -> Result<CorsPolicy, Vec<CorsConfigError>> {
+    pub fn new(cors: &CorsRules) -> Result<CorsPolicy, Vec<CorsConfigError>> {
         let mut errors = Vec::new();
         let credentials = cors.allow_credentials;
 
-        let star = cors.allow_origins.iter().position(|o| o.get_ref() == "*");
+        let star = cors.allow_origins.iter().position(|o| o == "*");
         let origins = if let Some(index) = star {
             if credentials {
                 errors.push(CorsConfigError::new(
@@ -108,7 +120,7 @@ impl CorsPolicy {
         } else {
             let mut list = Vec::new();
             for (index, origin) in cors.allow_origins.iter().enumerate() {
-                match parse_origin(origin.get_ref()) {
+                match parse_origin(origin) {
                     Ok(origin) => {
                         if !list.contains(&origin) {
                             list.push(origin);
@@ -180,7 +192,7 @@ impl CorsPolicy {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let max_age = cors.max_age.map_or(DEFAULT_MAX_AGE_SECS, |d| d.0.as_secs());
+        let max_age = cors.max_age.map_or(DEFAULT_MAX_AGE_SECS, |d| d.as_secs());
         let join = |names: &[&str]| HeaderValue::from_str(&names.join(", ")).ok();
         let method_list: Vec<&str> = methods.iter().map(Method::as_str).collect();
         Ok(CorsPolicy {
@@ -412,28 +424,20 @@ pub fn parse_origin(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::Spanned;
-    use crate::config::units::Duration;
-
-    fn cors(origins: &[&str], credentials: bool) -> model::Cors {
-        model::Cors {
-            allow_origins: origins
-                .iter()
-                .map(|o| Spanned::new(0..0, o.to_string()))
-                .collect(),
-            allow_methods: None,
-            allow_headers: None,
+    fn cors(origins: &[&str], credentials: bool) -> CorsRules {
+        CorsRules {
+            allow_origins: origins.iter().map(|o| o.to_string()).collect(),
             allow_credentials: credentials,
-            max_age: None,
+            ..CorsRules::default()
         }
     }
 
     fn policy(origins: &[&str], credentials: bool) -> CorsPolicy {
-        CorsPolicy::from_config(&cors(origins, credentials)).unwrap()
+        CorsPolicy::new(&cors(origins, credentials)).unwrap()
     }
 
-    fn errors(cors: &model::Cors) -> Vec<(&'static str, Option<usize>, String)> {
-        CorsPolicy::from_config(cors)
+    fn errors(cors: &CorsRules) -> Vec<(&'static str, Option<usize>, String)> {
+        CorsPolicy::new(cors)
             .unwrap_err()
             .into_iter()
             .map(|e| (e.key, e.index, e.message))
@@ -549,7 +553,7 @@ mod tests {
         star_headers.allow_headers = Some(vec!["*".into()]);
         assert_eq!(errors(&star_headers)[0].0, "allow_headers");
         star_headers.allow_credentials = false;
-        assert!(CorsPolicy::from_config(&star_headers).is_ok());
+        assert!(CorsPolicy::new(&star_headers).is_ok());
     }
 
     #[test]
@@ -615,8 +619,8 @@ mod tests {
         let mut config = cors(&["*"], false);
         config.allow_methods = Some(vec!["GET".into(), "POST".into()]);
         config.allow_headers = Some(vec![]);
-        config.max_age = Some(Duration(std::time::Duration::from_secs(7200)));
-        let p = CorsPolicy::from_config(&config).unwrap();
+        config.max_age = Some(std::time::Duration::from_secs(7200));
+        let p = CorsPolicy::new(&config).unwrap();
         let response = p
             .preflight(&preflight_request("https://x.example", "POST"))
             .unwrap();

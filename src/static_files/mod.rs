@@ -17,6 +17,7 @@
 //! under an asset's URL.
 
 mod conditional;
+mod open_cache;
 mod request_path;
 mod resolve;
 mod stream;
@@ -34,6 +35,7 @@ use crate::encoding::{self, Encoding};
 use crate::errors::ProxyError;
 use crate::path::{encode_path, encode_query};
 use conditional::{Conditions, Precondition, RangeAnswer, Validators};
+use open_cache::{Check, OpenCache, Stamp};
 use request_path::Target;
 use resolve::{Found, Opened, ResolveError};
 use stream::{read_exact_at, FileBody, CHUNK};
@@ -50,6 +52,8 @@ pub struct StaticFiles {
     index: Option<String>,
     /// Relative to the root (segments checked at load): served for a path that names nothing.
     fallback: Option<PathBuf>,
+    /// Small files' answers, reused while their files are unchanged.
+    cache: OpenCache,
 }
 
 /// What a page shell is sent with: browsers revalidate it (ETag) on every load, so a deploy's
@@ -73,6 +77,7 @@ impl StaticFiles {
                 .collect(),
             index,
             fallback: None,
+            cache: OpenCache::default(),
         }
     }
 
@@ -108,17 +113,34 @@ impl StaticFiles {
         if target.segments.last().is_some_and(|name| self.denied(name)) {
             return Err(ProxyError::FileNotFound);
         }
-        let lookup = Lookup {
-            target,
-            conditions: Conditions::from_headers(request.headers()),
-            encodings: encoding::accepted(request.headers()),
-            head,
+        let conditions = Conditions::from_headers(request.headers());
+        let encodings = encoding::accepted(request.headers());
+        let cache_key = open_cache::Key::new(&target.segments, target.trailing_slash, &encodings);
+        let plan = match self.cache.get(&cache_key) {
+            Some(cached) => respond(
+                cached.meta.clone(),
+                &cached.validators,
+                cached.bytes.len() as u64,
+                &conditions,
+                head,
+                Content::Bytes(cached.bytes.clone()),
+            )?,
+            None => {
+                let lookup = Lookup {
+                    target,
+                    conditions,
+                    encodings,
+                    head,
+                    cache_key,
+                };
+                // Every file system call of the request in one blocking task: one hop off the
+                // runtime.
+                let files = self.clone();
+                tokio::task::spawn_blocking(move || files.plan(lookup))
+                    .await
+                    .map_err(|err| ProxyError::FileSystem(err.to_string()))??
+            }
         };
-        // Every file system call of the request in one blocking task: one hop off the runtime.
-        let files = self.clone();
-        let plan = tokio::task::spawn_blocking(move || files.plan(lookup))
-            .await
-            .map_err(|err| ProxyError::FileSystem(err.to_string()))??;
         Ok(match plan {
             Plan::AddSlash => add_slash(normalized, request.uri().query())?,
             Plan::NotModified(meta) => {
@@ -195,6 +217,7 @@ impl StaticFiles {
             conditions,
             encodings,
             head,
+            cache_key,
         } = lookup;
         let (identity, path, name) = match self.find(&target) {
             Ok(Some(found)) => found,
@@ -214,7 +237,8 @@ impl StaticFiles {
         if self.denied(&name) || self.denied(&real_name) {
             return Err(ProxyError::FileNotFound);
         }
-        self.plan_file((identity, path, name), conditions, encodings, head)
+        let found = (identity, path, name);
+        self.plan_file(found, conditions, encodings, head, Some(cache_key))
     }
 
     /// The fallback file, as itself (validators, conditions, precompressed siblings), with
@@ -235,7 +259,7 @@ impl StaticFiles {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut plan = self.plan_file((opened, path, name), conditions, encodings, head)?;
+        let mut plan = self.plan_file((opened, path, name), conditions, encodings, head, None)?;
         plan.mark_fallback();
         Ok(plan)
     }
@@ -272,20 +296,46 @@ impl StaticFiles {
     }
 
     /// Chooses the representation of an opened file and evaluates the request's conditions.
+    /// With a `cache_key`, a small file's answer is kept for the requests that follow.
     fn plan_file(
         &self,
         (identity, path, name): FoundFile,
         conditions: Conditions,
         encodings: Vec<Encoding>,
         head: bool,
+        cache_key: Option<open_cache::Key>,
     ) -> Result<Plan, ProxyError> {
+        // What a cached answer depends on: this path still naming this file, the siblings
+        // preferred over the chosen one still missing, the chosen one unchanged.
+        let mut checks = vec![Check {
+            path: path.clone(),
+            expect: Some(Stamp::of(&identity.metadata)),
+        }];
+        let mut cacheable = cache_key.is_some();
         let mut chosen = (identity, None);
         for encoding in encodings {
             let mut sibling = path.clone().into_os_string();
             sibling.push(encoding.extension());
-            if let Ok(Found::File(opened)) = self.open(Path::new(&sibling)) {
-                chosen = (opened, Some(encoding));
-                break;
+            let sibling = PathBuf::from(sibling);
+            match resolve::open_inside_root(&self.root, &sibling) {
+                Ok(Found::File(opened)) => {
+                    checks.push(Check {
+                        path: sibling,
+                        expect: Some(Stamp::of(&opened.metadata)),
+                    });
+                    chosen = (opened, Some(encoding));
+                    break;
+                }
+                Err(ResolveError::NotFound) => checks.push(Check {
+                    path: sibling,
+                    expect: None,
+                }),
+                // Skipped, as a missing sibling is, but not something a `stat` can vouch for.
+                Ok(Found::Directory) => cacheable = false,
+                Err(err) => {
+                    self.refusal(&sibling, err);
+                    cacheable = false;
+                }
             }
         }
         let (opened, encoding) = chosen;
@@ -307,53 +357,29 @@ impl StaticFiles {
             encoding,
             fallback: false,
         };
-        match conditional::evaluate(&conditions, &validators) {
-            Precondition::Failed => return Err(ProxyError::PreconditionFailed),
-            Precondition::NotModified => return Ok(Plan::NotModified(meta)),
-            Precondition::Proceed => {}
-        }
-
-        // Range is defined for GET only (RFC 9110 §14.2). A precompressed variant is always
-        // sent whole: ranges of it would be ranges of the compressed bytes, which a client
-        // resuming a download of the file cannot use.
-        let answer = if head || encoding.is_some() {
-            RangeAnswer::Whole
-        } else {
-            conditional::range(&conditions, &validators, len)
-        };
-        let (status, start, content_length, content_range) = match answer {
-            RangeAnswer::Whole => (StatusCode::OK, 0, len, None),
-            RangeAnswer::Part { start, end } => {
-                let range = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+        let served = Stamp::of(&opened.metadata);
+        let content = match cache_key {
+            Some(key)
+                if cacheable
+                    && len <= open_cache::MAX_FILE
+                    && served.is_settled(std::time::SystemTime::now()) =>
+            {
+                let bytes = read_exact_at(&opened.file, 0, len as usize)
                     .map_err(|err| ProxyError::FileSystem(err.to_string()))?;
-                (
-                    StatusCode::PARTIAL_CONTENT,
-                    start,
-                    end - start + 1,
-                    Some(range),
-                )
+                self.cache.insert(
+                    key,
+                    open_cache::Entry {
+                        meta: meta.clone(),
+                        validators: validators.clone(),
+                        bytes: bytes.clone(),
+                        checks,
+                    },
+                );
+                Content::Bytes(bytes)
             }
-            RangeAnswer::Unsatisfiable => {
-                return Err(ProxyError::RangeNotSatisfiable { length: len })
-            }
+            _ => Content::File(opened.file),
         };
-        let body = if head {
-            PlannedBody::Empty
-        } else if content_length <= CHUNK as u64 {
-            // One read here saves the streaming body its own trip to a blocking thread.
-            let bytes = read_exact_at(&opened.file, start, content_length as usize)
-                .map_err(|err| ProxyError::FileSystem(err.to_string()))?;
-            PlannedBody::Bytes(bytes)
-        } else {
-            PlannedBody::File(FileBody::new(opened.file, start, content_length))
-        };
-        Ok(Plan::Send {
-            meta,
-            status,
-            content_length,
-            content_range,
-            body,
-        })
+        respond(meta, &validators, len, &conditions, head, content)
     }
 
     /// [`Self::open`], telling a plain miss (which may fall back) from a refusal (which may
@@ -414,6 +440,7 @@ struct Lookup {
     conditions: Conditions,
     encodings: Vec<Encoding>,
     head: bool,
+    cache_key: open_cache::Key,
 }
 
 enum Plan {
@@ -448,6 +475,7 @@ enum PlannedBody {
 }
 
 /// The chosen representation's headers.
+#[derive(Debug, Clone)]
 struct Meta {
     content_type: HeaderValue,
     etag: HeaderValue,
@@ -455,6 +483,77 @@ struct Meta {
     encoding: Option<Encoding>,
     /// Served as the fallback: `no-cache` instead of the route's `cache_control`.
     fallback: bool,
+}
+
+/// A representation's bytes: the opened file, or all of it already read.
+enum Content {
+    File(std::fs::File),
+    Bytes(Bytes),
+}
+
+/// Evaluates the request's conditions, Range and HEAD against a chosen representation.
+fn respond(
+    meta: Meta,
+    validators: &Validators,
+    len: u64,
+    conditions: &Conditions,
+    head: bool,
+    content: Content,
+) -> Result<Plan, ProxyError> {
+    match conditional::evaluate(conditions, validators) {
+        Precondition::Failed => return Err(ProxyError::PreconditionFailed),
+        Precondition::NotModified => return Ok(Plan::NotModified(meta)),
+        Precondition::Proceed => {}
+    }
+
+    // Range is defined for GET only (RFC 9110 §14.2). A precompressed variant is always sent
+    // whole: ranges of it would be ranges of the compressed bytes, which a client resuming a
+    // download of the file cannot use.
+    let answer = if head || meta.encoding.is_some() {
+        RangeAnswer::Whole
+    } else {
+        conditional::range(conditions, validators, len)
+    };
+    let (status, start, content_length, content_range) = match answer {
+        RangeAnswer::Whole => (StatusCode::OK, 0, len, None),
+        RangeAnswer::Part { start, end } => {
+            let range = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+                .map_err(|err| ProxyError::FileSystem(err.to_string()))?;
+            (
+                StatusCode::PARTIAL_CONTENT,
+                start,
+                end - start + 1,
+                Some(range),
+            )
+        }
+        RangeAnswer::Unsatisfiable => return Err(ProxyError::RangeNotSatisfiable { length: len }),
+    };
+    let body = match content {
+        _ if head => PlannedBody::Empty,
+        Content::Bytes(bytes) => {
+            let (start, end) = (start as usize, (start + content_length) as usize);
+            if end > bytes.len() {
+                return Err(ProxyError::FileSystem(
+                    "range beyond the cached file".into(),
+                ));
+            }
+            PlannedBody::Bytes(bytes.slice(start..end))
+        }
+        Content::File(file) if content_length <= CHUNK as u64 => {
+            // One read here saves the streaming body its own trip to a blocking thread.
+            let bytes = read_exact_at(&file, start, content_length as usize)
+                .map_err(|err| ProxyError::FileSystem(err.to_string()))?;
+            PlannedBody::Bytes(bytes)
+        }
+        Content::File(file) => PlannedBody::File(FileBody::new(file, start, content_length)),
+    };
+    Ok(Plan::Send {
+        meta,
+        status,
+        content_length,
+        content_range,
+        body,
+    })
 }
 
 /// 301 to the directory with its slash; the query string is kept. The path is the normalized

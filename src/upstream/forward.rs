@@ -6,8 +6,11 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::body::ResponseBody;
+use std::sync::Arc;
+
+use crate::body::{BodyFailures, ResponseBody};
 use crate::errors::ProxyError;
+use crate::metrics::Metrics;
 use crate::request_body::{
     caused_by, AbandonBody, BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody,
 };
@@ -27,6 +30,9 @@ pub struct ForwardContext<'a> {
     pub body_timeout: std::time::Duration,
     /// The route's `response_timeout`, when it overrides the upstream's.
     pub response_timeout: Option<std::time::Duration>,
+    /// Where a response body that breaks off mid-way is counted (`upstream_errors{kind="body"}`),
+    /// and the upstream to name there.
+    pub count_body_failures: Option<(&'a Arc<Metrics>, &'a Arc<Upstream>)>,
 }
 
 /// Drops the client's request body when dropped (see [`AbandonBody`]); forgotten once the
@@ -209,7 +215,12 @@ pub async fn forward(
     }
     Ok(Response::from_parts(
         parts,
-        ResponseBody::upstream(body, in_flight),
+        ResponseBody::upstream(
+            body,
+            in_flight,
+            ctx.count_body_failures
+                .map(|(metrics, upstream)| BodyFailures::new(metrics.clone(), upstream.clone())),
+        ),
     ))
 }
 

@@ -1,7 +1,10 @@
-//! ACME (DESIGN §5b): what is tested without a CA. `rampart check`-style validation of
-//! `[acme]`, and the start-up behaviour while the CA cannot be reached: the other hosts are
-//! served, `/readyz` names the waiting host, and the HTTP-01 path of an unknown token is
-//! redirected like any other path. Tests against pebble are not written yet (see README).
+//! ACME (DESIGN §5b). Without a CA: `rampart check`-style validation of `[acme]`, and the
+//! start-up behaviour while the CA cannot be reached (the other hosts are served, `/readyz`
+//! names the waiting host, the HTTP-01 path of an unknown token is redirected like any other
+//! path). Against Debian's pebble (the CA) and pebble-challtestsrv (its DNS): issuing over
+//! HTTP-01 and TLS-ALPN-01, a restart without a new order, the CA down then up, bad nonces and
+//! a failed validation, renewal of a short-lived certificate under requests, and two replicas
+//! sharing Redis storage.
 
 use std::time::Duration;
 
@@ -201,10 +204,7 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// Starts rampart with one ACME certificate (`challenge`) and pebble validating against its
-/// listeners; waits for the certificate, checks it verifies to pebble's root, then starts a
-/// second rampart on the same storage (a restart) and checks it serves without a new order.
-async fn pebble_issues_and_a_restart_reuses(challenge: &str) {
+fn pebble_installed() {
     if std::process::Command::new("pebble")
         .arg("-h")
         .output()
@@ -212,66 +212,187 @@ async fn pebble_issues_and_a_restart_reuses(challenge: &str) {
     {
         panic!("pebble is not installed (.ci/run installs it)");
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (pebble_port, management, dns) = (free_port(), free_port(), free_port());
-    let tls_cert = dir.path().join("pebble.crt");
-    let tls_key = dir.path().join("pebble.key");
-    rampart::certgen::write_self_signed(&["localhost".to_string()], &tls_cert, &tls_key).unwrap();
-    let acme = format!(
-        "[acme]\ndirectory = \"https://localhost:{pebble_port}/dir\"\nstorage = \"{}\"\nca_certificates = \"{}\"\nretry_min = \"1s\"\nretry_max = \"2s\"\nchallenge = \"{challenge}\"\n",
-        dir.path().join("acme").display(),
-        tls_cert.display()
-    );
-    let snapshot =
-        rampart::config::load_str(&base(dir.path(), &acme, "\"app.example.org\""), "acme.toml")
-            .unwrap();
-    let server = rampart::Server::start(snapshot).await.unwrap();
+}
 
-    // The test DNS: every name is 127.0.0.1 (no AAAA).
-    let _dns = Child(
-        std::process::Command::new("pebble-challtestsrv")
-            .args([
-                "-dns01",
-                &format!("127.0.0.1:{dns}"),
-                "-http01",
-                "",
-                "-https01",
-                "",
-                "-tlsalpn01",
-                "",
-                "-management",
-                &format!("127.0.0.1:{}", free_port()),
-                "-defaultIPv6",
-                "",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let config = serde_json::json!({"pebble": {
-        "listenAddress": format!("127.0.0.1:{pebble_port}"),
-        "managementListenAddress": format!("127.0.0.1:{management}"),
-        "certificate": tls_cert,
-        "privateKey": tls_key,
-        "httpPort": server.http_addr().unwrap().port(),
-        "tlsPort": server.https_addr().port(),
-        "ocspResponderURL": "",
-        "externalAccountBindingRequired": false
-    }});
-    let config_path = dir.path().join("pebble.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let _pebble = Child(
-        std::process::Command::new("pebble")
+/// What a test changes in pebble's behaviour.
+#[derive(Default)]
+struct PebbleOptions {
+    /// Seconds a certificate is valid (pebble's default: 5 years).
+    validity: Option<u64>,
+    /// Percentage of nonces pebble rejects with `badNonce`.
+    nonce_reject: Option<u8>,
+    /// What every name resolves to at first (127.0.0.1 unless set).
+    default_ipv4: Option<&'static str>,
+}
+
+/// Debian's pebble (the CA) and pebble-challtestsrv (its DNS: every name is `default_ipv4`,
+/// no AAAA), on free ports; pebble's output goes to a file, where its orders are counted.
+struct Pebble {
+    management: u16,
+    dns_management: u16,
+    log: std::path::PathBuf,
+    _pebble: Child,
+    _dns: Child,
+}
+
+/// The `[acme]` section for a pebble on `port` (its TLS certificate made in `dir`), storage
+/// in `dir/acme`, fast retries.
+fn pebble_acme(dir: &std::path::Path, port: u16, challenge: &str) -> String {
+    let tls_cert = dir.join("pebble.crt");
+    let tls_key = dir.join("pebble.key");
+    if !tls_cert.exists() {
+        rampart::certgen::write_self_signed(&["localhost".to_string()], &tls_cert, &tls_key)
+            .unwrap();
+    }
+    format!(
+        "[acme]\ndirectory = \"https://localhost:{port}/dir\"\nstorage = \"{}\"\nca_certificates = \"{}\"\nretry_min = \"1s\"\nretry_max = \"2s\"\nchallenge = \"{challenge}\"\n",
+        dir.join("acme").display(),
+        tls_cert.display()
+    )
+}
+
+impl Pebble {
+    /// Starts pebble on `port` (after [`pebble_acme`] made its certificate in `dir`),
+    /// validating HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port`.
+    fn start(
+        dir: &std::path::Path,
+        port: u16,
+        http_port: u16,
+        tls_port: u16,
+        options: PebbleOptions,
+    ) -> Pebble {
+        pebble_installed();
+        let (management, dns, dns_management) = (free_port(), free_port(), free_port());
+        let dns_child = Child(
+            std::process::Command::new("pebble-challtestsrv")
+                .args([
+                    "-dns01",
+                    &format!("127.0.0.1:{dns}"),
+                    "-http01",
+                    "",
+                    "-https01",
+                    "",
+                    "-tlsalpn01",
+                    "",
+                    "-management",
+                    &format!("127.0.0.1:{dns_management}"),
+                    "-defaultIPv4",
+                    options.default_ipv4.unwrap_or("127.0.0.1"),
+                    "-defaultIPv6",
+                    "",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let mut pebble = serde_json::json!({
+            "listenAddress": format!("127.0.0.1:{port}"),
+            "managementListenAddress": format!("127.0.0.1:{management}"),
+            "certificate": dir.join("pebble.crt"),
+            "privateKey": dir.join("pebble.key"),
+            "httpPort": http_port,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false
+        });
+        if let Some(seconds) = options.validity {
+            pebble["certificateValidityPeriod"] = seconds.into();
+        }
+        let config_path = dir.join(format!("pebble-{port}.json"));
+        std::fs::write(
+            &config_path,
+            serde_json::json!({ "pebble": pebble }).to_string(),
+        )
+        .unwrap();
+        let log = dir.join(format!("pebble-{port}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut command = std::process::Command::new("pebble");
+        command
             .arg("-config")
             .arg(&config_path)
             .arg("-dnsserver")
             .arg(format!("127.0.0.1:{dns}"))
             .env("PEBBLE_VA_NOSLEEP", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        if let Some(percent) = options.nonce_reject {
+            command.env("PEBBLE_WFE_NONCEREJECT", percent.to_string());
+        }
+        Pebble {
+            management,
+            dns_management,
+            log,
+            _pebble: Child(command.spawn().unwrap()),
+            _dns: dns_child,
+        }
+    }
+
+    /// New orders pebble received (its log has a line per request).
+    fn orders_received(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("POST /order-plz"))
+            .count()
+    }
+
+    /// Pebble's root, from its management endpoint (retried while pebble starts).
+    async fn root(&self) -> Vec<u8> {
+        let insecure = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap();
+        for _ in 0..100 {
+            if let Ok(response) = insecure
+                .get(format!("https://localhost:{}/roots/0", self.management))
+                .send()
+                .await
+            {
+                if response.status() == 200 {
+                    return response.bytes().await.unwrap().to_vec();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("pebble's management endpoint did not answer");
+    }
+
+    /// From now on every name resolves to `ip`.
+    async fn resolve_everything_to(&self, ip: &str) {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{}/set-default-ipv4",
+                self.dns_management
+            ))
+            .body(serde_json::json!({ "ip": ip }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+fn load(dir: &std::path::Path, acme: &str) -> rampart::Snapshot {
+    rampart::config::load_str(&base(dir, acme, "\"app.example.org\""), "acme.toml").unwrap()
+}
+
+/// Starts rampart with one ACME certificate (`challenge`) and pebble validating against its
+/// listeners; waits for the certificate, checks it verifies to pebble's root, then starts a
+/// second rampart on the same storage (a restart) and checks it serves without a new order.
+async fn pebble_issues_and_a_restart_reuses(challenge: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let pebble_port = free_port();
+    let acme = pebble_acme(dir.path(), pebble_port, challenge);
+    let server = rampart::Server::start(load(dir.path(), &acme))
+        .await
+        .unwrap();
+    let pebble = Pebble::start(
+        dir.path(),
+        pebble_port,
+        server.http_addr().unwrap().port(),
+        server.https_addr().port(),
+        PebbleOptions::default(),
     );
 
     assert!(
@@ -280,41 +401,316 @@ async fn pebble_issues_and_a_restart_reuses(challenge: &str) {
         orders(&server, "failed")
     );
     assert!(orders(&server, "valid") >= 1);
-
-    // Pebble's root, from its management endpoint; the served chain must verify to it.
-    let insecure = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .unwrap();
-    let root = insecure
-        .get(format!("https://localhost:{management}/roots/0"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let root = pebble.root().await;
     assert_eq!(verified_status(&root, &server).await, 200);
     assert!(dir
         .path()
         .join("acme/certs/app.example.org/chain.pem")
         .exists());
     server.shutdown().await;
+    let received = pebble.orders_received();
+    assert!(received >= 1, "pebble's log counts no order");
 
-    // A restart: the stored certificate is served at once, and no order is placed.
-    let snapshot =
-        rampart::config::load_str(&base(dir.path(), &acme, "\"app.example.org\""), "acme.toml")
-            .unwrap();
-    let again = rampart::Server::start(snapshot).await.unwrap();
+    // A restart: the stored certificate is served at once, and pebble receives no order.
+    let again = rampart::Server::start(load(dir.path(), &acme))
+        .await
+        .unwrap();
     assert!(
         ready_within(&again, Duration::from_secs(30)).await,
         "stored certificate not used"
     );
     assert_eq!(verified_status(&root, &again).await, 200);
-    // Counted by the restarted process (pebble's own order count is not read).
-    let placed = orders(&again, "valid") + orders(&again, "failed");
-    assert_eq!(placed, 0, "a restart placed an order");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        pebble.orders_received(),
+        received,
+        "a restart placed an order"
+    );
+    assert_eq!(orders(&again, "valid") + orders(&again, "failed"), 0);
     again.shutdown().await;
+}
+
+/// Waits until the stored back-off state's last error contains `text`.
+async fn wait_for_failure(dir: &std::path::Path, server: &rampart::ServerHandle, text: &str) {
+    let state = dir.join("acme/certs/app.example.org/state.json");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let stored = std::fs::read_to_string(&state).unwrap_or_default();
+        if orders(server, "failed") >= 1 && stored.contains(text) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failure with {text:?} recorded; state: {stored}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The CA is down at start: rampart serves the other hosts, `/readyz` names the waiting host,
+/// and once the CA is up the certificate is issued without a restart.
+#[tokio::test]
+async fn pebble_down_at_start_then_up_issues_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pebble_port = free_port();
+    let acme = pebble_acme(dir.path(), pebble_port, "http-01");
+    let server = rampart::Server::start(load(dir.path(), &acme))
+        .await
+        .unwrap();
+    wait_for_failure(dir.path(), &server, "error").await;
+    let admin = server.admin_addr().unwrap();
+    let ready = reqwest::get(format!("http://{admin}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await.unwrap().contains("app.example.org"));
+
+    let pebble = Pebble::start(
+        dir.path(),
+        pebble_port,
+        server.http_addr().unwrap().port(),
+        server.https_addr().port(),
+        PebbleOptions::default(),
+    );
+    assert!(
+        ready_within(&server, Duration::from_secs(180)).await,
+        "no certificate after the CA came up; orders failed: {}",
+        orders(&server, "failed")
+    );
+    assert_eq!(verified_status(&pebble.root().await, &server).await, 200);
+    server.shutdown().await;
+}
+
+/// A CA that rejects 30% of nonces (pebble's `PEBBLE_WFE_NONCEREJECT`; instant-acme retries a
+/// `badNonce` twice, an order whose retries run out fails and is tried again) and a validation
+/// that fails (the name first resolves to 127.0.0.2, where nothing listens): both are
+/// survived, and the certificate arrives once the name resolves to rampart.
+#[tokio::test]
+async fn bad_nonces_and_a_failed_validation_are_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let pebble_port = free_port();
+    let acme = pebble_acme(dir.path(), pebble_port, "http-01");
+    let server = rampart::Server::start(load(dir.path(), &acme))
+        .await
+        .unwrap();
+    let pebble = Pebble::start(
+        dir.path(),
+        pebble_port,
+        server.http_addr().unwrap().port(),
+        server.https_addr().port(),
+        PebbleOptions {
+            nonce_reject: Some(30),
+            default_ipv4: Some("127.0.0.2"),
+            ..PebbleOptions::default()
+        },
+    );
+    // Pebble's answer names the address it could not reach.
+    wait_for_failure(dir.path(), &server, "127.0.0.2").await;
+    assert_eq!(orders(&server, "valid"), 0);
+    pebble.resolve_everything_to("127.0.0.1").await;
+    assert!(
+        ready_within(&server, Duration::from_secs(180)).await,
+        "no certificate after validation could succeed; orders failed: {}",
+        orders(&server, "failed")
+    );
+    assert_eq!(verified_status(&pebble.root().await, &server).await, 200);
+    server.shutdown().await;
+}
+
+/// A certificate valid for 30 s is renewed when a third of its lifetime is left, while clients
+/// keep sending requests: none fails (new connections and a keep-alive one), and new
+/// handshakes get the new certificate.
+#[tokio::test]
+async fn a_short_lived_certificate_is_renewed_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let pebble_port = free_port();
+    let acme = pebble_acme(dir.path(), pebble_port, "tls-alpn-01");
+    let server = rampart::Server::start(load(dir.path(), &acme))
+        .await
+        .unwrap();
+    let pebble = Pebble::start(
+        dir.path(),
+        pebble_port,
+        server.http_addr().unwrap().port(),
+        server.https_addr().port(),
+        PebbleOptions {
+            validity: Some(30),
+            ..PebbleOptions::default()
+        },
+    );
+    assert!(
+        ready_within(&server, Duration::from_secs(180)).await,
+        "no certificate from pebble"
+    );
+    let root = pebble.root().await;
+    let client = |keep_alive: bool| {
+        let builder = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+            .resolve("app.example.org", server.https_addr())
+            .tls_info(true)
+            .timeout(Duration::from_secs(10));
+        let builder = if keep_alive {
+            builder
+        } else {
+            builder.pool_max_idle_per_host(0)
+        };
+        builder.build().unwrap()
+    };
+    let url = format!("https://app.example.org:{}/", server.https_addr().port());
+    let leaf = |response: &reqwest::Response| {
+        response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|info| info.peer_certificate())
+            .map(<[u8]>::to_vec)
+            .unwrap()
+    };
+    let kept = client(true);
+    let first = kept.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let first_leaf = leaf(&first);
+    first.text().await.unwrap();
+
+    // A new client per request (a fresh handshake: a resumed TLS session shows the
+    // certificate of the session it resumes), and a keep-alive client sending throughout,
+    // until the new certificate has been seen a few times.
+    let (mut requests, mut renewed_seen) = (0, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while renewed_seen < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no renewed certificate served after {requests} requests; orders: {} valid, {} failed",
+            orders(&server, "valid"),
+            orders(&server, "failed")
+        );
+        let response = client(false)
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("request {requests} failed: {err}"));
+        assert_eq!(response.status(), 200, "request {requests}");
+        if leaf(&response) != first_leaf {
+            renewed_seen += 1;
+        }
+        response.text().await.unwrap();
+        let response = kept
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("keep-alive request {requests} failed: {err}"));
+        assert_eq!(response.status(), 200, "keep-alive request {requests}");
+        response.text().await.unwrap();
+        requests += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(orders(&server, "valid") >= 2, "renewed without an order?");
+    server.shutdown().await;
+}
+
+/// Two replicas on one real redis-server: exactly one order is placed (pebble counts one), by
+/// the replica started first, which takes the lock; pebble validates HTTP-01 against the other
+/// replica, which answers the token from Redis; both serve the certificate.
+#[tokio::test]
+async fn two_replicas_on_redis_place_one_order_and_both_serve() {
+    let redis = crate::ratelimit_redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pebble_port = free_port();
+    let storage = dir.path().join("acme").display().to_string();
+    let acme = pebble_acme(dir.path(), pebble_port, "http-01")
+        .replace(&format!("storage = \"{storage}\""), "storage = \"redis\"")
+        + &format!("\n[rate_limit]\nredis_url = \"{}\"\n", redis.url());
+    assert!(acme.contains("storage = \"redis\""));
+    let second_http = free_port();
+    let pebble = Pebble::start(
+        dir.path(),
+        pebble_port,
+        second_http,
+        1,
+        PebbleOptions::default(),
+    );
+    pebble.root().await;
+    let first = rampart::Server::start(load(dir.path(), &acme))
+        .await
+        .unwrap();
+    let second_config = base(dir.path(), &acme, "\"app.example.org\"").replace(
+        "http = \"127.0.0.1:0\"",
+        &format!("http = \"127.0.0.1:{second_http}\""),
+    );
+    let second =
+        rampart::Server::start(rampart::config::load_str(&second_config, "acme.toml").unwrap())
+            .await
+            .unwrap();
+    for server in [&first, &second] {
+        assert!(
+            ready_within(server, Duration::from_secs(180)).await,
+            "a replica has no certificate; orders: {} and {} valid, {} and {} failed",
+            orders(&first, "valid"),
+            orders(&second, "valid"),
+            orders(&first, "failed"),
+            orders(&second, "failed")
+        );
+    }
+    let root = pebble.root().await;
+    assert_eq!(verified_status(&root, &first).await, 200);
+    assert_eq!(verified_status(&root, &second).await, 200);
+    assert_eq!(
+        pebble.orders_received(),
+        1,
+        "pebble received more than one order"
+    );
+    assert_eq!(
+        orders(&first, "valid"),
+        1,
+        "the replica started first did not order"
+    );
+    assert_eq!(orders(&second, "valid") + orders(&second, "failed"), 0);
+    assert!(
+        !dir.path().join("acme").exists(),
+        "the directory storage was used"
+    );
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+/// A back-off stored by an earlier process (a container in a crash loop) holds: with the CA up,
+/// no order is placed before it ends, and the host keeps waiting.
+#[tokio::test]
+async fn a_stored_back_off_holds_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pebble_port = free_port();
+    let acme = pebble_acme(dir.path(), pebble_port, "http-01");
+    let state_dir = dir.path().join("acme/certs/app.example.org");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(
+        state_dir.join("state.json"),
+        serde_json::json!({"failures": 5, "next_attempt": now + 3600, "last_error": "earlier"})
+            .to_string(),
+    )
+    .unwrap();
+    let server = rampart::Server::start(load(dir.path(), &acme))
+        .await
+        .unwrap();
+    let pebble = Pebble::start(
+        dir.path(),
+        pebble_port,
+        server.http_addr().unwrap().port(),
+        server.https_addr().port(),
+        PebbleOptions::default(),
+    );
+    pebble.root().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        pebble.orders_received(),
+        0,
+        "an order during the stored back-off"
+    );
+    assert!(!ready_within(&server, Duration::from_secs(1)).await);
+    server.shutdown().await;
 }
 
 /// Orders of this process with `result`.

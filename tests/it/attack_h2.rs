@@ -32,6 +32,7 @@ use tokio_rustls::client::TlsStream;
 struct Proxy {
     proc: Running,
     https: SocketAddr,
+    admin: SocketAddr,
     cert_pem: Vec<u8>,
     _dir: tempfile::TempDir,
 }
@@ -42,7 +43,7 @@ async fn start_proxy(up: &TestUpstream, client_toml: &str) -> Proxy {
     let key = dir.path().join("proxy.key");
     rampart::certgen::write_self_signed(&["localhost".to_string()], &cert, &key).unwrap();
     let config = format!(
-        "[listen]\nhttps = \"127.0.0.1:0\"\n\n\
+        "[listen]\nhttps = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n\
          [tls]\ncert = {cert:?}\nkey = {key:?}\n\n\
          [log]\naccess = false\n\n\
          [client]\n{client_toml}\n\n{}",
@@ -58,6 +59,7 @@ async fn start_proxy(up: &TestUpstream, client_toml: &str) -> Proxy {
         .await;
     Proxy {
         https: logged_addr(&serving, "https"),
+        admin: logged_addr(&serving, "admin"),
         cert_pem: std::fs::read(&cert).unwrap(),
         proc,
         _dir: dir,
@@ -74,6 +76,21 @@ impl Proxy {
             .resolve("localhost", self.https)
             .build()
             .unwrap()
+    }
+
+    /// A sample of the admin listener's `/metrics`: `name{labels}` as written there.
+    async fn metric(&self, series: &str) -> u64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.admin))
+            .await
+            .expect("the admin listener answers")
+            .text()
+            .await
+            .unwrap();
+        let prefix = format!("{series} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
     }
 
     /// (VmRSS, VmHWM) of the proxy process, in KiB.
@@ -678,6 +695,13 @@ async fn paced_rapid_reset_is_cut_off_after_a_bounded_number_of_streams() {
         seen.goaway, seen.closed
     );
     assert!(seen.closed, "the attacking connection stayed open");
+    // Counted once (issue 15).
+    assert_eq!(
+        proxy
+            .metric("rampart_http2_resets_total{reason=\"rapid_reset\"}")
+            .await,
+        1
+    );
     // The check trips at the 100th cancelled stream; one more batch may be on its way.
     assert!(
         reached <= 100 + per_round,
@@ -1215,6 +1239,16 @@ async fn an_invalid_preface_gets_goaway_protocol_error_and_a_clean_close() {
         .unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
+    // Each refused connection counted (issue 15).
+    assert_eq!(
+        proxy
+            .handle()
+            .metrics()
+            .connections_refused
+            .with_label_values(&["invalid_preface"])
+            .get(),
+        4
+    );
     proxy.shutdown().await;
 }
 

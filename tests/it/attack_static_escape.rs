@@ -208,6 +208,15 @@ async fn swapping_a_directory_for_a_link_never_leaks() {
     let parked = root.join("parked");
     std::fs::create_dir_all(&racy).unwrap();
     std::fs::write(racy.join("secret.txt"), OK).unwrap();
+    // Let the file settle and be answered once, so the race also runs against the small-file
+    // cache: its entry must not outlive the swap.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let warm = tree.proxy.client_h1();
+    let url = tree.proxy.url("/static/racy/secret.txt");
+    assert_eq!(
+        warm.get(&url).send().await.unwrap().text().await.unwrap(),
+        OK
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let swapper = {

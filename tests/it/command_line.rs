@@ -399,7 +399,9 @@ async fn proxy_mode_takes_a_public_https_port_and_a_csp_of_its_own() {
     let up = TestUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let server = up.server();
-    let csp = "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net";
+    // Taken as it is: the sidecar's config is a model value, never TOML text, so quotes,
+    // `${…}` and `$$` are not read as TOML or expanded from the environment.
+    let csp = "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net/${HOME}/$$ \"x\"";
     let (_proc, https, http) = start_proxy(
         dir.path(),
         &[

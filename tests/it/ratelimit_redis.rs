@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A `redis-server` of this test, killed on drop (also used by `bans_redis`).
+/// A `redis-server` of this test, killed on drop (also used by the ACME tests and `bans_redis`).
 pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
@@ -182,6 +182,17 @@ async fn redis_down_falls_back_to_the_local_limiter() {
     let a = proxy(&up, &redis, "local").await;
     let b = proxy(&up, &redis, "local").await;
     assert_one_quota(&a, &b, None).await;
+    for proxy in [&a, &b] {
+        let metrics = proxy.handle().metrics();
+        assert_eq!(metrics.rate_limit_store_errors.get(), 0);
+        assert_eq!(
+            metrics
+                .rate_limit_store_fallbacks
+                .with_label_values(&["local"])
+                .get(),
+            0
+        );
+    }
 
     redis.kill();
     // Each proxy now counts on its own, from a fresh local bucket: 3 each, then 429.
@@ -195,6 +206,18 @@ async fn redis_down_falls_back_to_the_local_limiter() {
             started.elapsed() < Duration::from_secs(2),
             "the fallback decides without waiting on Redis each time"
         );
+        // Counted (issue 15): every decision of the fallback, and the failed exchanges (the
+        // first; later ones only when Redis is tried again after a pause).
+        let metrics = proxy.handle().metrics();
+        assert_eq!(
+            metrics
+                .rate_limit_store_fallbacks
+                .with_label_values(&["local"])
+                .get(),
+            4
+        );
+        assert!(metrics.rate_limit_store_errors.get() >= 1);
+        assert!(metrics.rate_limit_store_errors.get() <= 4);
     }
 }
 

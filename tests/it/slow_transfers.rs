@@ -431,6 +431,10 @@ async fn a_stalled_body_with_a_length_gets_408_and_is_aborted_upstream() {
         sunk.body, b"0123456789",
         "the upstream got what the client sent, no more"
     );
+    // Counted (issue 15): one body timeout, no send timeout.
+    let timeouts = &proxy.handle().metrics().client_timeouts;
+    assert_eq!(timeouts.with_label_values(&["body"]).get(), 1);
+    assert_eq!(timeouts.with_label_values(&["send"]).get(), 0);
 }
 
 /// The same with `Transfer-Encoding: chunked`: the upstream never sees the last chunk.
@@ -661,6 +665,16 @@ async fn a_reader_that_stops_reading_is_closed_and_the_upstream_released() {
         ((first.len() + rest.len()) as u64) < SIZE,
         "the whole body arrived: nothing was cut"
     );
+    // Counted once (issue 15).
+    let metrics = proxy.handle().metrics();
+    assert_eq!(
+        metrics.client_timeouts.with_label_values(&["send"]).get(),
+        1
+    );
+    assert_eq!(
+        metrics.client_timeouts.with_label_values(&["body"]).get(),
+        0
+    );
     // A fresh client is served.
     let fresh = proxy
         .client_h1()
@@ -762,6 +776,26 @@ async fn an_http2_stream_left_with_a_shut_window_is_reset() {
     assert!(
         format!("{err:?}").contains("CANCEL"),
         "the stream was reset with CANCEL: {err:?}"
+    );
+    // Counted once, as a send timeout and as an HTTP/2 stream reset (issue 15).
+    let metrics = proxy.handle().metrics();
+    assert_eq!(
+        metrics.client_timeouts.with_label_values(&["send"]).get(),
+        1
+    );
+    assert_eq!(
+        metrics
+            .http2_resets
+            .with_label_values(&["send_timeout"])
+            .get(),
+        1
+    );
+    assert_eq!(
+        metrics
+            .http2_resets
+            .with_label_values(&["rapid_reset"])
+            .get(),
+        0
     );
 }
 

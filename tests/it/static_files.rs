@@ -732,3 +732,137 @@ async fn an_acme_challenge_route_under_well_known_serves_its_tokens() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "Xy-z_09token.thumbprint");
 }
+
+/// Small files are answered from memory once their files have settled (changed more than a
+/// second ago), while every path the answer depends on still finds the same, unchanged file:
+/// each kind of change is seen by the very next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_small_file_follows_every_change_of_its_file() {
+    let site = site().await;
+    let root = site.static_root();
+    let css = root.join("app.css");
+    // Past the cache's settle time, so the first answers below are kept.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let client = site.proxy.client_h1();
+    let get = |accept: Option<&'static str>| {
+        let mut request = site.get(&client, "/static/app.css");
+        if let Some(accept) = accept {
+            request = request.header("accept-encoding", accept);
+        }
+        request
+    };
+
+    // The same answer from the lookup and from memory, whole, as HEAD, as a range, as a 304.
+    let first = get(None).send().await.unwrap();
+    let first_headers = first.headers().clone();
+    assert_eq!(first.text().await.unwrap(), CSS);
+    for _ in 0..2 {
+        let again = get(None).send().await.unwrap();
+        assert_eq!(again.status(), 200);
+        for name in [
+            "content-type",
+            "content-length",
+            "etag",
+            "last-modified",
+            "cache-control",
+        ] {
+            assert_eq!(again.headers().one(name), first_headers.one(name), "{name}");
+        }
+        assert_strict_headers(again.headers(), "cached static file");
+        assert_eq!(again.text().await.unwrap(), CSS);
+    }
+    let head = site
+        .proxy
+        .client_h1()
+        .head(site.proxy.url("/static/app.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.headers().one("content-length"),
+        Some(CSS.len().to_string())
+    );
+    assert_eq!(head.text().await.unwrap(), "");
+    let part = get(None).header("range", "bytes=5-9").send().await.unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers().one("content-range"),
+        Some(format!("bytes 5-9/{}", CSS.len()))
+    );
+    assert_eq!(part.text().await.unwrap(), &CSS[5..10]);
+    let etag = first_headers.one("etag").unwrap();
+    let not_modified = get(None)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), 304);
+
+    // A preferred precompressed sibling appears: served at once.
+    assert_eq!(
+        get(Some("br")).send().await.unwrap().text().await.unwrap(),
+        CSS
+    );
+    assert_eq!(
+        get(Some("br")).send().await.unwrap().text().await.unwrap(),
+        CSS
+    );
+    write(&root.join("app.css.br"), JS_BR);
+    let resp = get(Some("br")).send().await.unwrap();
+    assert_eq!(
+        resp.headers().one("content-encoding").as_deref(),
+        Some("br")
+    );
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), JS_BR);
+
+    // Rewritten in place with the same length (same inode; the times move).
+    let same_length = CSS.replace("333", "444");
+    write(&css, &same_length);
+    assert_eq!(
+        get(None).send().await.unwrap().text().await.unwrap(),
+        same_length
+    );
+
+    // Replaced by a rename (a deploy's atomic write), once the new file settled and was cached.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        get(None).send().await.unwrap().text().await.unwrap(),
+        same_length
+    );
+    assert_eq!(
+        get(None).send().await.unwrap().text().await.unwrap(),
+        same_length
+    );
+    let renamed = CSS.replace("333", "555");
+    write(&root.join("app.css.tmp"), &renamed);
+    std::fs::rename(root.join("app.css.tmp"), &css).unwrap();
+    assert_eq!(
+        get(None).send().await.unwrap().text().await.unwrap(),
+        renamed
+    );
+
+    // Swapped for a link to a hidden file inside the root, then to a file outside it.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        get(None).send().await.unwrap().text().await.unwrap(),
+        renamed
+    );
+    assert_eq!(
+        get(None).send().await.unwrap().text().await.unwrap(),
+        renamed
+    );
+    std::fs::remove_file(&css).unwrap();
+    symlink(root.join(".env"), &css).unwrap();
+    let resp = get(None).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert!(!resp.text().await.unwrap().contains("SECRET_KEY"));
+    let outside = site.dir.path().join("outside.css");
+    write(&outside, CSS.replace("333", "666"));
+    std::fs::remove_file(&css).unwrap();
+    symlink(&outside, &css).unwrap();
+    assert_eq!(get(None).send().await.unwrap().status(), 404);
+
+    // Removed.
+    std::fs::remove_file(&css).unwrap();
+    assert_eq!(get(None).send().await.unwrap().status(), 404);
+}

@@ -240,3 +240,41 @@ async fn a_connection_that_never_finishes_the_handshake_is_closed() {
 
     proxy.assert_still_serves().await;
 }
+
+/// Validation writes nothing: a missing certificate with `self_signed_if_missing` is generated
+/// in memory and carried by the snapshot, and only `rampart run` writes it (tests/it/binary.rs
+/// checks that side). A reload (`MissingCert::Refuse`) never generates one.
+#[test]
+fn validation_generates_the_development_certificate_without_writing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("certs/dev.crt");
+    let key = dir.path().join("certs/dev.key");
+    let text = format!(
+        "[listen]\nhttps = \"127.0.0.1:0\"\n\n[tls]\ncert = {:?}\nkey = {:?}\nself_signed_if_missing = true\n\n\
+         [[routes]]\npath = \"/\"\nrespond = {{ status = 200, body = \"ok\" }}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let snapshot = rampart::config::load_str(&text, "dev.toml").unwrap();
+    assert!(!cert.exists() && !key.exists(), "validation wrote a file");
+    let development = snapshot
+        .development_certificate
+        .as_ref()
+        .expect("no development certificate in the snapshot");
+    assert_eq!(development.cert, cert);
+    development.write().unwrap();
+    assert!(cert.is_file());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // Present now: nothing to generate. Gone again on a reload: an error, not a new one.
+    let again = rampart::config::load_str(&text, "dev.toml").unwrap();
+    assert!(again.development_certificate.is_none());
+    std::fs::remove_file(&cert).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let reload =
+        rampart::config::load_str_with(&text, "dev.toml", rampart::config::MissingCert::Refuse);
+    assert!(reload.is_err(), "a reload generated a certificate");
+    assert!(!cert.exists());
+}

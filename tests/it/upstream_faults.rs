@@ -414,6 +414,23 @@ async fn reset_mid_body_is_a_broken_response_never_a_clean_short_one() {
             );
         }
         proxy.assert_still_serves_at("/live/ok").await;
+        // The three broken bodies counted (issue 15); the heads came, so nothing else.
+        let errors = &proxy.handle().metrics().upstream_errors;
+        assert_eq!(
+            errors.with_label_values(&["app", "body"]).get(),
+            3,
+            "{what}"
+        );
+        assert_eq!(
+            errors.with_label_values(&["app", "protocol"]).get(),
+            0,
+            "{what}"
+        );
+        assert_eq!(
+            errors.with_label_values(&["live", "body"]).get(),
+            0,
+            "{what}"
+        );
     }
 }
 

@@ -363,6 +363,15 @@ async fn with_every_server_down_requests_get_503_at_once_and_readiness_follows()
         (0, 0),
         "failing fast: nothing was forwarded"
     );
+    // Counted as upstream errors of their own kind (issue 15), not as connect errors.
+    let errors = &proxy.handle().metrics().upstream_errors;
+    assert_eq!(
+        errors
+            .with_label_values(&["app", "no_healthy_server"])
+            .get(),
+        2
+    );
+    assert_eq!(errors.with_label_values(&["app", "connect"]).get(), 0);
 
     two.set_health(200);
     assert!(eventually(WAIT, || upstream.has_healthy_server()).await);

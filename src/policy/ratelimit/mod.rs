@@ -21,8 +21,9 @@ use governor::middleware::StateInformationMiddleware;
 use governor::{Quota, RateLimiter};
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
+use crate::config::units::Rate;
+
 pub use self::redis::{OnStoreError, RedisStore};
-use crate::config::model::RouteRateLimit;
 pub use local::LocalStore;
 use local::{Probe, RouteState};
 
@@ -211,16 +212,26 @@ struct Shared {
     tau_us: u64,
 }
 
+/// A route's `rate_limit` as written, in plain values (config/validate.rs reads the file).
+#[derive(Debug, Clone)]
+pub struct LimitRule {
+    pub rate: Rate,
+    /// `None`: the rate's count (`"10/s"` allows 10 at once).
+    pub burst: Option<u32>,
+    /// `None`: the client IP. Otherwise e.g. `"header:X-Api-Key"`.
+    pub key: Option<String>,
+}
+
 impl<C: Clock + Clone> RouteLimiter<C> {
     /// Compiles a route's `rate_limit`. `route` tells the route's keys apart in the shared store.
     pub fn new(
-        config: &RouteRateLimit,
+        config: &LimitRule,
         route: u32,
         store: &Arc<LocalStore<C>>,
     ) -> Result<Self, LimitError> {
         let key_source = match &config.key {
             None => KeySource::ClientIp,
-            Some(text) => KeySource::parse(text.get_ref()).map_err(|message| LimitError {
+            Some(text) => KeySource::parse(text).map_err(|message| LimitError {
                 key: "key",
                 message,
             })?,
@@ -231,7 +242,8 @@ impl<C: Clock + Clone> RouteLimiter<C> {
                 message: "a burst of 0 lets nothing through; at least 1".into(),
             });
         }
-        let burst = NonZeroU32::new(config.burst()).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.burst.unwrap_or(config.rate.count).max(1))
+            .unwrap_or(NonZeroU32::MIN);
         let period = config.rate.period();
         if period.saturating_mul(burst.get()) > MAX_REFILL {
             return Err(LimitError {
@@ -296,6 +308,15 @@ impl<C: Clock> RouteLimiter<C> {
     /// With a Redis store, Redis decides; when it cannot (unreachable, too slow),
     /// `on_store_error` does: the local limiter, or allow, or deny. Never an error.
     pub async fn check(&self, key: &Key) -> Decision {
+        self.check_counted(key, None).await
+    }
+
+    /// [`check`](Self::check), counting Redis errors and fallbacks in `metrics`.
+    pub async fn check_counted(
+        &self,
+        key: &Key,
+        metrics: Option<&crate::metrics::Metrics>,
+    ) -> Decision {
         let Some(shared) = &self.shared else {
             return self.decide(key);
         };
@@ -304,7 +325,27 @@ impl<C: Clock> RouteLimiter<C> {
         // every request's future (moved on each spawn), Redis or not. One allocation next to a
         // network round trip.
         let decided = Box::pin(shared.store.decide(&redis_key, shared.t_us, shared.tau_us));
-        match decided.await {
+        let decided = decided.await;
+        if let Some(metrics) = metrics {
+            match &decided {
+                Err(redis::Unanswered::Failed) => {
+                    metrics.rate_limit_store_errors.inc();
+                }
+                Err(redis::Unanswered::Skipped) | Ok(_) => {}
+            }
+            if decided.is_err() {
+                let fallback = match shared.store.on_error() {
+                    OnStoreError::Local => "local",
+                    OnStoreError::Allow => "allow",
+                    OnStoreError::Deny => "deny",
+                };
+                metrics
+                    .rate_limit_store_fallbacks
+                    .with_label_values(&[fallback])
+                    .inc();
+            }
+        }
+        match decided.ok() {
             Some(answer) if answer.allowed => Decision::Allowed {
                 limit: self.limit,
                 remaining: answer.remaining,
@@ -371,14 +412,13 @@ impl<C: Clock> std::fmt::Debug for RouteLimiter<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::Spanned;
     use governor::clock::FakeRelativeClock;
 
-    fn config(rate: &str, burst: Option<u32>, key: Option<&str>) -> RouteRateLimit {
-        RouteRateLimit {
+    fn config(rate: &str, burst: Option<u32>, key: Option<&str>) -> LimitRule {
+        LimitRule {
             rate: rate.parse().unwrap(),
             burst,
-            key: key.map(|k| Spanned::new(0..0, k.to_string())),
+            key: key.map(str::to_string),
         }
     }
 
@@ -610,7 +650,7 @@ mod tests {
     #[test]
     fn refused_configs() {
         let f = Fixture::new(1000);
-        let err = |c: RouteRateLimit| RouteLimiter::new(&c, 0, &f.store).unwrap_err().key;
+        let err = |c: LimitRule| RouteLimiter::new(&c, 0, &f.store).unwrap_err().key;
         assert_eq!(err(config("5/min", Some(0), None)), "burst");
         assert_eq!(err(config("1/day", Some(400), None)), "burst");
         assert_eq!(err(config("5/min", None, Some("cookie:x"))), "key");

@@ -103,6 +103,15 @@ pub struct RedisStore {
     healthy: AtomicBool,
 }
 
+/// Why Redis gave no answer (the fallback decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The exchange failed or took longer than `redis_timeout`.
+    Failed,
+    /// Not tried: a recent failure, and Redis is left alone for a moment.
+    Skipped,
+}
+
 impl RedisStore {
     /// Parses `redis_url`; connects nowhere.
     pub fn new(url: &str, on_error: OnStoreError, timeout: Duration) -> Result<RedisStore, String> {
@@ -128,9 +137,14 @@ impl RedisStore {
     }
 
     /// One decision in Redis, or `None` when Redis cannot answer in time (the caller falls back).
-    pub(super) async fn decide(&self, redis_key: &str, t_us: u64, tau_us: u64) -> Option<Answer> {
+    pub(super) async fn decide(
+        &self,
+        redis_key: &str,
+        t_us: u64,
+        tau_us: u64,
+    ) -> Result<Answer, Unanswered> {
         if self.millis() < self.skip_until.load(Ordering::Relaxed) {
-            return None;
+            return Err(Unanswered::Skipped);
         }
         let attempt = tokio::time::timeout(self.timeout, self.run(redis_key, t_us, tau_us));
         let result = match attempt.await {
@@ -143,7 +157,7 @@ impl RedisStore {
                 if !self.healthy.swap(true, Ordering::Relaxed) {
                     tracing::info!("rate_limit: Redis answers again; quotas are shared again");
                 }
-                Some(answer)
+                Ok(answer)
             }
             Err(reason) => {
                 let retry = u64::try_from(RETRY_AFTER_FAILURE.as_millis()).unwrap_or(1000);
@@ -155,7 +169,7 @@ impl RedisStore {
                         "rate_limit: Redis store unavailable ({reason}); using the fallback"
                     );
                 }
-                None
+                Err(Unanswered::Failed)
             }
         }
     }
