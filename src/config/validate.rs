@@ -3,7 +3,7 @@
 //! All errors are collected (not just the first) so `rampart check` can list them at once.
 //! This file holds the [`Validator`], [`validate`] (the order of the sections) and the routes
 //! table; each section is a file of `validate/` (listen, client, log, certificates, headers,
-//! rate_limit, upstreams, route_settings, actions, acme) with its unit tests. The sections share
+//! rate_limit, ban, upstreams, route_settings, actions, acme) with its unit tests. The sections share
 //! this file's imports and helpers (`use super::*`).
 
 use std::collections::{BTreeMap, HashSet};

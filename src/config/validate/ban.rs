@@ -176,3 +176,44 @@ pub(super) fn route_ban(
         scope: name.into(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_config::*;
+
+    #[test]
+    fn jail_settings_and_route_rules() {
+        assert_eq!(error_keys("[ban]\nafter = 0"), ["ban.after"]);
+        assert_eq!(error_keys("[ban]\nstrikes = [200]"), ["ban.strikes"]);
+        assert_eq!(error_keys("[ban]\nstrikes = []"), ["ban.strikes"]);
+        assert_eq!(error_keys("[ban]\nfor = \"0s\""), ["ban.for"]);
+        assert_eq!(error_keys("[ban]\nstore = \"redis\""), ["ban.store"]);
+        assert_eq!(error_keys("[ban]\nmax_keys = 10"), ["ban.max_keys"]);
+        let route = |ban: &str| {
+            format!("[[routes]]\npath = \"/login/\"\nrespond = {{ status = 200 }}\nban = {ban}")
+        };
+        assert_eq!(error_keys(&route("{ after = 0 }")), ["routes[0].ban.after"]);
+        assert!(error_keys(&route("false")).is_empty());
+
+        // A route's own rule takes [ban]'s values for the keys it leaves out.
+        let text = with(&format!(
+            "[ban]\nafter = 7\nwithin = \"2m\"\n\n{}",
+            route("{ strikes = [401] }")
+        ));
+        let snapshot = load(&text).unwrap_or_else(|errors| panic!("{errors:?}"));
+        let bans = &snapshot.bans;
+        let default = bans.default_rule.as_deref().unwrap();
+        assert_eq!((default.after, default.strikes.as_slice()), (7, &[429][..]));
+        let login = snapshot
+            .router
+            .lookup("localhost", "/login/", &http::Method::GET);
+        let crate::router::Lookup::Found(login) = login else {
+            panic!("the route is found");
+        };
+        let rule = login.ban.as_deref().unwrap();
+        assert_eq!(rule.strikes, [401]);
+        assert_eq!(rule.after, 7);
+        assert_eq!(rule.within, std::time::Duration::from_secs(120));
+        assert_eq!(&*rule.scope, "route0");
+    }
+}
