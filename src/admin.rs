@@ -40,9 +40,16 @@ pub async fn run(
         let (shared, metrics) = (shared.clone(), metrics.clone());
         tokio::spawn(async move {
             let _open = open;
-            let service = service_fn(move |request| {
-                let response = answer(&request, &shared.load(), &metrics);
-                async move { Ok::<_, Infallible>(response) }
+            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                let snapshot = shared.load_full();
+                let metrics = metrics.clone();
+                async move {
+                    let response = match bans_path(request.uri().path()) {
+                        Some(target) => bans(request.method(), target, &snapshot).await,
+                        None => answer(&request, &snapshot, &metrics),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             // A scraper that opens a connection and sends nothing is closed like a slow client.
@@ -76,10 +83,70 @@ fn answer<B>(
         return response;
     }
     match path {
-        "/metrics" => text(StatusCode::OK, METRICS_CONTENT_TYPE, metrics.render()),
+        "/metrics" => {
+            metrics
+                .bans_active
+                .set(i64::try_from(snapshot.bans.jail.active()).unwrap_or(i64::MAX));
+            text(StatusCode::OK, METRICS_CONTENT_TYPE, metrics.render())
+        }
         // Answering at all is the proof of life: the runtime schedules and the listener accepts.
         "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
         _ => readiness(snapshot, metrics),
+    }
+}
+
+/// `/bans` → `Some("")`, `/bans/IP` → `Some("IP")`; other paths `None`.
+fn bans_path(path: &str) -> Option<&str> {
+    if path == "/bans" {
+        return Some("");
+    }
+    path.strip_prefix("/bans/")
+}
+
+/// `GET /bans`: the bans in force, as JSON (address, reason, route, expires as Unix time,
+/// expires_in seconds). `DELETE /bans/IP`: lifts the ban of IP (an IPv6 address's /64; the
+/// `/64` may be written), here and in the shared store: 200, or 404 when it was not banned.
+async fn bans(method: &Method, target: &str, snapshot: &Snapshot) -> Response<ResponseBody> {
+    let allowed = if target.is_empty() {
+        "GET, HEAD"
+    } else {
+        "DELETE"
+    };
+    let method_ok = if target.is_empty() {
+        matches!(*method, Method::GET | Method::HEAD)
+    } else {
+        *method == Method::DELETE
+    };
+    if !method_ok {
+        let mut response = plain_response(StatusCode::METHOD_NOT_ALLOWED);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allowed));
+        return response;
+    }
+    let jail = &snapshot.bans.jail;
+    if target.is_empty() {
+        let body = crate::policy::ban::list_json(&jail.list());
+        return text(StatusCode::OK, "application/json", body);
+    }
+    let decoded = percent_encoding::percent_decode_str(target).decode_utf8_lossy();
+    let address = decoded.strip_suffix("/64").unwrap_or(&decoded);
+    let Ok(ip) = address.parse::<IpAddr>() else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            "not an IP address\n".into(),
+        );
+    };
+    if jail.remove(ip).await {
+        let body = format!("unbanned {ip}\n");
+        text(StatusCode::OK, "text/plain; charset=utf-8", body)
+    } else {
+        text(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            format!("{ip} is not banned\n"),
+        )
     }
 }
 
@@ -183,6 +250,90 @@ pub async fn probe(url: &str, limit: Duration) -> Result<(), String> {
         Ok(result) => result,
         Err(_) => Err(format!("{url}: no answer within {limit:?}")),
     }
+}
+
+/// `rampart bans`: one request to the admin listener at `base` (`http://127.0.0.1:9090`);
+/// the status and the body.
+pub async fn admin_request(
+    base: &str,
+    method: Method,
+    path: &str,
+    limit: Duration,
+) -> Result<(StatusCode, String), String> {
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    match tokio::time::timeout(limit, request_once(&url, method)).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("{url}: no answer within {limit:?}")),
+    }
+}
+
+async fn request_once(url: &str, method: Method) -> Result<(StatusCode, String), String> {
+    use http_body_util::BodyExt;
+    let (mut sender, authority, target) = connect(url).await?;
+    let request = Request::builder()
+        .method(method)
+        .uri(target)
+        .header(header::HOST, authority)
+        .body(Empty::<Bytes>::new())
+        .map_err(|err| format!("{url}: {err}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|err| format!("{url}: {err}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|err| format!("{url}: {err}"))?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// An HTTP/1 connection to a plain-http admin URL: the sender, the authority, the target.
+async fn connect(
+    url: &str,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+        String,
+        String,
+    ),
+    String,
+> {
+    let uri: Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "{url}: only http:// URLs (the admin listener speaks plain HTTP)"
+        ));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{url}: no host"))?
+        .clone();
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|err| format!("{url}: cannot connect: {err}"))?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|err| format!("{url}: {err}"))?;
+    tokio::spawn(connection);
+    let target = uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    Ok((sender, authority.as_str().to_owned(), target))
+}
+
+/// `http://{admin}` for the `listen.admin` of the config at `path` (see
+/// [`configured_healthz_url`]).
+pub fn configured_admin_base(path: &Path) -> Option<String> {
+    configured_healthz_url(path).map(|url| url.trim_end_matches("/healthz").to_owned())
 }
 
 async fn probe_once(url: &str) -> Result<(), String> {

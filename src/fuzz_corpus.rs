@@ -71,3 +71,8 @@ fn h1_framing_corpus() {
 fn error_heads_corpus() {
     replay("error_heads", crate::listener::fuzz::error_heads);
 }
+
+#[test]
+fn proxy_header_corpus() {
+    replay("proxy_header", crate::listener::fuzz::proxy_header);
+}

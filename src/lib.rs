@@ -42,7 +42,7 @@ pub mod upstream;
 pub mod fuzzing {
     pub use crate::actions::fuzz::redirect;
     pub use crate::config::fuzz::config;
-    pub use crate::listener::fuzz::{error_heads, h1_framing};
+    pub use crate::listener::fuzz::{error_heads, h1_framing, proxy_header};
     pub use crate::path::fuzz::path;
     pub use crate::upstream::fuzz::headers;
 }
@@ -129,6 +129,9 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         upstream::health::spawn(&shared.load().upstreams, None, &metrics);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        // `[ban] store = "redis"`: the local copy of the shared ban list, refreshed in the
+        // background (the request path never asks Redis).
+        shared.load().bans.jail.start_sync(shutdown_rx.clone());
         if let Some(settings) = acme_settings {
             // Stored certificates are installed by the tasks before they talk to the CA.
             acme::Manager::spawn(

@@ -67,6 +67,27 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// List the bans in force, or lift one, through the admin listener.
+    Bans {
+        #[command(subcommand)]
+        action: Option<BansAction>,
+        /// The admin listener [default: the config's listen.admin, else http://127.0.0.1:9090]
+        #[arg(long, global = true)]
+        url: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum BansAction {
+    /// Print the bans in force as JSON (the default)
+    List,
+    /// Lift the ban of an address (an IPv6 address's /64)
+    Remove {
+        /// The banned address, as `rampart bans list` prints it
+        ip: String,
+    },
 }
 
 /// `run`'s options, also taken without the subcommand (`rampart -c FILE`).
@@ -205,6 +226,11 @@ fn main() -> ExitCode {
         Some(Command::Cert { hosts, out, name }) => cert(&hosts, &out, &name),
         Some(Command::Proxy(args)) => proxy(&args),
         Some(Command::Healthcheck { url, config }) => healthcheck(url, &config.path()),
+        Some(Command::Bans {
+            action,
+            url,
+            config,
+        }) => bans(action.unwrap_or(BansAction::List), url, &config.path()),
     }
 }
 
@@ -525,6 +551,50 @@ fn healthcheck(url: Option<String>, config: &Path) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
             eprintln!("rampart healthcheck: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rampart bans list|remove IP`: `GET /bans` or `DELETE /bans/IP` on the admin listener; the
+/// answer's body on stdout, exit 0 on 200.
+fn bans(action: BansAction, url: Option<String>, config: &Path) -> ExitCode {
+    let base = url
+        .or_else(|| rampart::admin::configured_admin_base(config))
+        .unwrap_or_else(|| "http://127.0.0.1:9090".to_string());
+    let (method, path) = match &action {
+        BansAction::List => (http::Method::GET, "/bans".to_string()),
+        BansAction::Remove { ip } => {
+            let address = ip.strip_suffix("/64").unwrap_or(ip);
+            if address.parse::<std::net::IpAddr>().is_err() {
+                eprintln!("rampart bans remove: {ip:?} is not an IP address");
+                return ExitCode::FAILURE;
+            }
+            (http::Method::DELETE, format!("/bans/{address}"))
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("rampart bans: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = rampart::admin::admin_request(&base, method, &path, HEALTHCHECK_TIMEOUT);
+    match runtime.block_on(answer) {
+        Ok((status, body)) if status == http::StatusCode::OK => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprint!("rampart bans: {status}: {body}");
+            ExitCode::FAILURE
+        }
+        Err(reason) => {
+            eprintln!("rampart bans: {reason}");
             ExitCode::FAILURE
         }
     }

@@ -72,6 +72,18 @@ pub struct Metrics {
     /// `rampart_acme_renewal_failures_total{certificate}`: failed attempts to renew a
     /// certificate that is already served (the first issue's failures count in `acme_orders`).
     pub acme_renewal_failures: IntCounterVec,
+    /// `rampart_bans_total{route}`: bans made, by the route whose response was the last
+    /// strike.
+    pub bans: IntCounterVec,
+    /// `rampart_bans_active`: bans in force (set when /metrics is read).
+    pub bans_active: IntGauge,
+    /// `rampart_banned_refused_total{stage}`: banned clients refused, stage is accept (closed
+    /// before TLS) | request (403).
+    pub banned_refused: IntCounterVec,
+    /// `rampart_proxy_protocol_refused_total{reason}`: connections closed for their PROXY
+    /// protocol header, reason is missing | invalid | timeout (from a listed peer) | unlisted
+    /// (a header from a peer not in `proxy_protocol_from`).
+    pub proxy_protocol_refused: IntCounterVec,
 }
 
 /// The listen keys a reload cannot apply (sockets are bound once).
@@ -203,8 +215,34 @@ impl Metrics {
                 "Failed attempts to renew an ACME certificate that is being served.",
                 &["certificate"],
             ),
+            bans: counter_vec(
+                &registry,
+                "rampart_bans_total",
+                "Clients banned, by the route whose response was the last strike.",
+                &["route"],
+            ),
+            bans_active: gauge(&registry, "rampart_bans_active", "Bans in force."),
+            banned_refused: counter_vec(
+                &registry,
+                "rampart_banned_refused_total",
+                "Banned clients refused, by stage (accept: closed before TLS; request: 403).",
+                &["stage"],
+            ),
+            proxy_protocol_refused: counter_vec(
+                &registry,
+                "rampart_proxy_protocol_refused_total",
+                "Connections closed for their PROXY protocol header, by reason (missing, \
+                 invalid, timeout, unlisted).",
+                &["reason"],
+            ),
             registry,
         };
+        for reason in ["missing", "invalid", "timeout", "unlisted"] {
+            metrics.proxy_protocol_refused.with_label_values(&[reason]);
+        }
+        for stage in ["accept", "request"] {
+            metrics.banned_refused.with_label_values(&[stage]);
+        }
         for key in LISTEN_KEYS {
             metrics.listen_restart_required.with_label_values(&[key]);
         }

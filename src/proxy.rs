@@ -80,10 +80,19 @@ pub async fn handle(
         )
     });
 
-    let body_may_be_unread = request.version() < Version::HTTP_2 && announces_body(&request);
+    // 1b. A banned client (policy/ban) is refused before any other work is done for it.
+    let banned = snapshot.bans.refuses(client);
+    // A banned HTTP/1 client is told to close too: its next connection is closed at accept.
+    let body_may_be_unread =
+        request.version() < Version::HTTP_2 && (banned || announces_body(&request));
 
-    let (result, routed) = route_and_act(request, connection, snapshot, &request_id, client).await;
     let metrics = &connection.metrics;
+    let (result, routed) = if banned {
+        metrics.banned_refused.with_label_values(&["request"]).inc();
+        (Err(ProxyError::Forbidden), Routed::default())
+    } else {
+        route_and_act(request, connection, snapshot, &request_id, client).await
+    };
     let route_label = routed.route.map_or(NO_ROUTE, |route| route.name.as_str());
     let mut response = result.unwrap_or_else(|err| {
         tracing::debug!(request_id = ?request_id, error = %err, "request refused");
@@ -104,6 +113,20 @@ pub async fn handle(
     routed.header_policy(snapshot).apply(response.headers_mut());
     response.headers_mut().insert(&X_REQUEST_ID, request_id);
 
+    // The jail counts the status the client gets, whoever made it (the limiter, the upstream,
+    // a static route); the 403 of a ban is not a strike. Only a strike costs anything here
+    // (with a shared store, one Redis round trip, bounded).
+    if !banned {
+        strike(
+            snapshot,
+            connection,
+            &routed,
+            client,
+            response.status().as_u16(),
+        )
+        .await;
+    }
+
     // Labels are config names and fixed sets only, whatever the client sent.
     metrics
         .requests
@@ -123,6 +146,74 @@ pub async fn handle(
         }
         None => response,
     }
+}
+
+/// Counts a response against the client under its route's jail rule (`[ban]` for responses
+/// made before a route was found). The peer a trusted proxy is never counted: without an
+/// X-Forwarded-For it would be its own client, and banning it would ban everyone behind it.
+async fn strike(
+    snapshot: &Snapshot,
+    connection: &Connection,
+    routed: &Routed<'_>,
+    client: IpAddr,
+    status: u16,
+) {
+    let rule = match routed.route {
+        Some(route) => route.ban.as_deref(),
+        None => snapshot.bans.default_rule.as_deref(),
+    };
+    let Some(rule) = rule.filter(|rule| rule.counts(status)) else {
+        return;
+    };
+    if is_trusted(client, &snapshot.client.trusted_proxies) {
+        return;
+    }
+    let bans = &snapshot.bans;
+    let route = routed.route.map_or(NO_ROUTE, |route| route.name.as_str());
+    if let Some(ban) = bans
+        .jail
+        .strike(client, status, rule, &bans.allow, route)
+        .await
+    {
+        connection.metrics.bans.with_label_values(&[route]).inc();
+        tracing::warn!(
+            client = %ban.address,
+            route,
+            jail = %ban.route,
+            "client banned: {}",
+            crate::policy::ban::reason(rule)
+        );
+    }
+}
+
+/// The strike of a head hyper refused before the pipeline ran (listener/error_heads.rs), under
+/// `[ban]`'s rule. Counted in a task of its own: the refusal is written from inside a socket
+/// write, which cannot wait for a shared store.
+pub(crate) fn strike_refused_head(
+    snapshot: &Arc<Snapshot>,
+    metrics: &Arc<Metrics>,
+    client: IpAddr,
+    status: u16,
+) {
+    let Some(rule) = snapshot.bans.default_rule.clone() else {
+        return;
+    };
+    if !rule.counts(status) || is_trusted(client, &snapshot.client.trusted_proxies) {
+        return;
+    }
+    let (snapshot, metrics) = (snapshot.clone(), metrics.clone());
+    tokio::spawn(async move {
+        let bans = &snapshot.bans;
+        if let Some(ban) = bans
+            .jail
+            .strike(client, status, &rule, &bans.allow, NO_ROUTE)
+            .await
+        {
+            metrics.bans.with_label_values(&[NO_ROUTE]).inc();
+            tracing::warn!(client = %ban.address, route = NO_ROUTE, jail = %ban.route,
+                "client banned: {}", crate::policy::ban::reason(&rule));
+        }
+    });
 }
 
 /// What the pipeline learned on the way to the action: the response's header policy, the

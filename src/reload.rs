@@ -76,7 +76,7 @@ impl Reloader {
     }
 
     /// Swaps in a snapshot that is already valid.
-    pub fn apply(&self, snapshot: Snapshot) {
+    pub fn apply(&self, mut snapshot: Snapshot) {
         if let Some(hook) = &self.on_apply {
             hook(&snapshot);
         }
@@ -90,6 +90,13 @@ impl Reloader {
             tracing::warn!("[acme] changed: restart rampart to apply it (ACME certificates already obtained are still served)");
         }
         snapshot.tls.attach_acme(&self.acme);
+        // Bans outlive reloads: the new snapshot enforces the running jail. Its store is the
+        // server's, like ACME's: a change of `[ban] store` or `max_keys` needs a restart.
+        let running_jail = self.shared.load().bans.jail.clone();
+        if snapshot.bans.jail.settings() != running_jail.settings() {
+            tracing::warn!("[ban] store or max_keys changed: restart rampart to apply it (the bans in force stay)");
+        }
+        snapshot.bans.jail = running_jail;
         self.record_certificates(&snapshot);
         // Before the swap: servers kept from the running config keep their health.
         let running = &self.shared.load().upstreams;

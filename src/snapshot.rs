@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub files: Vec<PathBuf>,
     /// `[acme]`, when certificates come from an ACME CA.
     pub acme: Option<Arc<crate::acme::config::AcmeSettings>>,
+    /// `[ban]`: the jail (the server's own once it runs: bans outlive reloads) and its rule.
+    pub bans: crate::policy::ban::Bans,
     /// Config sections accepted but not implemented in this version (logged at start).
     pub warnings: Vec<String>,
     /// A development certificate validation generated for a missing `tls.cert`/`tls.key`
@@ -79,6 +81,8 @@ pub struct Listen {
     pub shutdown_grace: Duration,
     /// Worker threads serving the https listener (resolved: never 0).
     pub workers: usize,
+    /// Peers that must open with a PROXY protocol header (`listen.proxy_protocol_from`).
+    pub proxy_protocol_from: Arc<[IpNet]>,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +133,8 @@ pub struct Route {
     pub raw_path: bool,
     /// The route's `response_timeout`; `None`: the upstream's.
     pub response_timeout: Option<Duration>,
+    /// The jail rule its responses count under (`[ban]` or its own); `None`: no jail here.
+    pub ban: Option<Arc<crate::policy::ban::BanRule>>,
 }
 
 #[derive(Debug)]

@@ -44,6 +44,8 @@ pub struct File {
     pub rate_limit: RateLimitStore,
     /// `[acme]`: certificates obtained and renewed from an ACME CA (DESIGN §5b).
     pub acme: Option<Spanned<Acme>>,
+    /// `[ban]`: the jail (DESIGN §5b "Bans").
+    pub ban: Option<Spanned<Ban>>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, Upstream>,
     /// Spanned so that errors about a whole route (two actions, none) name its `[[routes]]` line.
@@ -67,6 +69,9 @@ pub struct Listen {
     /// Worker threads serving the https listener, one runtime each; absent or 0: one per core
     /// the process may use (a container's CPU quota respected).
     pub workers: Option<Spanned<u32>>,
+    /// Peers that must open with a PROXY protocol v1/v2 header, whose source is the client.
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<Cidr>,
 }
 
 /// `[tls]`: the default certificate and the SNI-selected extra ones.
@@ -466,6 +471,101 @@ pub struct Route {
     /// Overrides the upstream's `response_timeout` for this route (nginx's
     /// `proxy_read_timeout` in a `location`).
     pub response_timeout: Option<Spanned<Duration>>,
+    /// `ban = { … }` tightens the `[ban]` jail for this route (its own strike count);
+    /// `ban = false` turns it off here.
+    pub ban: Option<Spanned<RouteBan>>,
+}
+
+/// `[ban]`: strikes, their window, the ban length, where bans are kept, who is never banned.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ban {
+    #[serde(default = "default_ban_strikes")]
+    pub strikes: Vec<Spanned<u16>>,
+    #[serde(default = "default_ban_after")]
+    pub after: Spanned<u32>,
+    #[serde(default = "default_ban_within")]
+    pub within: Spanned<Duration>,
+    #[serde(rename = "for", default = "default_ban_for")]
+    pub ban_for: Spanned<Duration>,
+    /// `"local"` or `"redis"` (through `[rate_limit].redis_url`).
+    #[serde(default = "default_store")]
+    pub store: Spanned<String>,
+    #[serde(default)]
+    pub allow: Vec<Cidr>,
+    /// The local jail's memory bound: this many strike counters and this many bans at most.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: u64,
+}
+
+impl Default for Ban {
+    fn default() -> Self {
+        Ban {
+            strikes: default_ban_strikes(),
+            after: default_ban_after(),
+            within: default_ban_within(),
+            ban_for: default_ban_for(),
+            store: default_store(),
+            allow: Vec::new(),
+            max_keys: default_max_keys(),
+        }
+    }
+}
+
+/// A route's `ban`: `false` (no jail here), `true` (the `[ban]` jail) or its own rule.
+#[derive(Debug, Clone)]
+pub enum RouteBan {
+    Switch(bool),
+    Rule(RouteBanRule),
+}
+
+/// By hand rather than `#[serde(untagged)]`: untagged buffers the value, which loses the spans
+/// of the rule's keys (and says only "did not match any variant").
+impl<'de> Deserialize<'de> for RouteBan {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RouteBanVisitor;
+        impl<'de> serde::de::Visitor<'de> for RouteBanVisitor {
+            type Value = RouteBan;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("false, true, or a table like { strikes = [401, 429], after = 5 }")
+            }
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<RouteBan, E> {
+                Ok(RouteBan::Switch(value))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RouteBan, A::Error> {
+                RouteBanRule::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RouteBan::Rule)
+            }
+        }
+        deserializer.deserialize_any(RouteBanVisitor)
+    }
+}
+
+/// A route's own `ban` rule: the keys written replace `[ban]`'s.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteBanRule {
+    pub strikes: Option<Vec<Spanned<u16>>>,
+    pub after: Option<Spanned<u32>>,
+    pub within: Option<Spanned<Duration>>,
+    #[serde(rename = "for")]
+    pub ban_for: Option<Spanned<Duration>>,
+}
+
+fn default_ban_strikes() -> Vec<Spanned<u16>> {
+    vec![unspanned(429)]
+}
+
+fn default_ban_after() -> Spanned<u32> {
+    unspanned(10)
+}
+
+fn default_ban_within() -> Spanned<Duration> {
+    unspanned(Duration(std::time::Duration::from_secs(60)))
+}
+
+fn default_ban_for() -> Spanned<Duration> {
+    unspanned(Duration(std::time::Duration::from_secs(3600)))
 }
 
 /// A route's `static`: files served from `root`.
@@ -545,6 +645,7 @@ impl Default for Listen {
             https_port_public: default_https_port_public(),
             shutdown_grace: default_shutdown_grace(),
             workers: None,
+            proxy_protocol_from: Vec::new(),
         }
     }
 }
@@ -600,6 +701,7 @@ impl Default for Route {
             max_body: None,
             forward_path: None,
             response_timeout: None,
+            ban: None,
         }
     }
 }

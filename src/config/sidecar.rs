@@ -73,6 +73,7 @@ impl Sidecar {
             log: model::Log::default(),
             rate_limit: model::RateLimitStore::default(),
             acme: None,
+            ban: None,
             upstreams: BTreeMap::from([(APP.to_string(), upstream)]),
             routes: vec![unspanned(route)],
         }

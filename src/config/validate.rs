@@ -3,7 +3,7 @@
 //! All errors are collected (not just the first) so `rampart check` can list them at once.
 //! This file holds the [`Validator`], [`validate`] (the order of the sections) and the routes
 //! table; each section is a file of `validate/` (listen, client, log, certificates, headers,
-//! rate_limit, upstreams, route_settings, actions, acme) with its unit tests. The sections share
+//! rate_limit, ban, upstreams, route_settings, actions, acme) with its unit tests. The sections share
 //! this file's imports and helpers (`use super::*`).
 
 use std::collections::{BTreeMap, HashSet};
@@ -35,6 +35,7 @@ use crate::upstream::{Balance, ServerAddr, Upstream, UpstreamSettings};
 
 mod acme;
 mod actions;
+mod ban;
 mod certificates;
 mod client;
 mod headers;
@@ -46,6 +47,7 @@ mod upstreams;
 
 use self::acme::*;
 use self::actions::*;
+use self::ban::*;
 use self::certificates::*;
 use self::client::*;
 use self::headers::*;
@@ -151,6 +153,7 @@ pub fn validate(
         CookiePolicy::OFF
     });
     let limit_store = rate_limit_store(&mut v, &file.rate_limit);
+    let bans = ban_settings(&mut v, &file);
     let upstreams = upstreams(&mut v, &file.upstreams);
     let router = routes(
         &mut v,
@@ -160,6 +163,7 @@ pub fn validate(
         &default_builder,
         &client,
         &limit_store,
+        &bans,
     );
 
     let log = log_settings(&mut v, &file.log);
@@ -189,6 +193,7 @@ pub fn validate(
         upstreams: upstreams.into_values().collect(),
         files,
         acme,
+        bans,
         warnings: v.warnings,
         development_certificate,
     })
@@ -207,6 +212,7 @@ fn io_reason(err: &std::io::Error) -> String {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn routes(
     v: &mut Validator<'_>,
     routes: &[Spanned<model::Route>],
@@ -215,6 +221,7 @@ fn routes(
     default_headers: &HeaderPolicyBuilder,
     client: &ClientLimits,
     limit_store: &LimitStores,
+    bans: &crate::policy::ban::Bans,
 ) -> Router<Route> {
     let mut entries = Vec::new();
     let mut names = HashSet::new();
@@ -289,6 +296,7 @@ fn routes(
             written_upstreams,
         );
         let response_timeout = route_response_timeout(v, route, &prefix);
+        let ban = route_ban(v, route, &name, &prefix, bans);
 
         let mut builder = default_headers.clone();
         if let Some(headers) = &route.headers {
@@ -326,6 +334,7 @@ fn routes(
             compress,
             raw_path,
             response_timeout,
+            ban,
         });
         for host in hosts {
             entries.push(Entry {

@@ -147,6 +147,8 @@ fn rewrite_error_head(status_line: &[u8], original: &[u8], refused: &RefusedHead
     if snapshot.log.access {
         crate::access_log::refused_head(&request_id, refused.peer, status, body_len);
     }
+    // A strike like any response the client gets (`[ban]`'s rule: no route was found).
+    crate::proxy::strike_refused_head(&snapshot, &refused.metrics, refused.peer, status.as_u16());
     out
 }
 

@@ -605,3 +605,55 @@ pub fn error_heads(data: &[u8]) {
         drop(end);
     });
 }
+
+/// The PROXY protocol header path (`listener::proxy_protocol`): read as the listener reads it,
+/// [`frame`](crate::listener::proxy_protocol::frame) only ever asks for more bytes than it has,
+/// never past [`MAX_V2`](crate::listener::proxy_protocol::MAX_V2), and a whole header is exactly
+/// the bytes read (nothing of the stream after it is taken); `ppp` never panics on a framed
+/// header, and a v1 header it accepts is the whole line. The guard of unlisted peers decides
+/// once, and its verdict on a prefix never changes as more bytes arrive.
+pub fn proxy_header(data: &[u8]) {
+    use crate::listener::proxy_protocol::{frame, is_signature, parse, Frame, MAX_V2};
+
+    let mut read = 0;
+    loop {
+        match frame(&data[..read]) {
+            Frame::Need(total) => {
+                assert!(total > read, "asked for {total} bytes with {read} read");
+                assert!(total <= MAX_V2, "asked for {total} bytes");
+                if total > data.len() {
+                    break;
+                }
+                // The listener reads exactly up to `total`; so does this.
+                read = total;
+            }
+            Frame::Whole(len) => {
+                assert_eq!(len, read, "a whole header is the bytes read");
+                if let Ok(source) = parse(&data[..len]) {
+                    if data.starts_with(b"PROXY ") {
+                        assert!(
+                            data[..len].ends_with(b"\r\n"),
+                            "v1 without CRLF: {source:?}"
+                        );
+                    }
+                }
+                break;
+            }
+            Frame::Invalid(_) => break,
+        }
+    }
+
+    let mut verdict = None;
+    for end in 0..=data.len().min(16) {
+        let now = is_signature(&data[..end]);
+        if let Some(decided) = verdict {
+            assert_eq!(
+                now,
+                Some(decided),
+                "the verdict on {:?} changed",
+                &data[..end]
+            );
+        }
+        verdict = verdict.or(now);
+    }
+}

@@ -14,9 +14,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::ResponseBody;
+use crate::client_ip::is_trusted;
 use crate::errors::ProxyError;
 use crate::listener::io::{Deadlines, IdleIo};
-use crate::listener::limit::ConnectionLimiter;
+use crate::listener::limit::{Caps, ConnectionLimiter};
+use crate::listener::proxy_protocol::HeaderGuard;
 use crate::metrics::Metrics;
 use crate::request_checks::host_name;
 use crate::Shared;
@@ -30,8 +32,12 @@ pub async fn run(
 ) {
     let graceful = GracefulShutdown::new();
     while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
-        let (header_timeout, deadlines, caps) = {
+        let (header_timeout, deadlines, caps, from_balancer) = {
             let snapshot = shared.load();
+            let from_balancer = is_trusted(peer.ip(), &snapshot.listen.proxy_protocol_from);
+            if !from_balancer && super::banned_at_accept(&snapshot, peer.ip(), &metrics) {
+                continue;
+            }
             let deadlines = Deadlines {
                 idle: snapshot.client.idle_timeout,
                 send: snapshot.client.send_timeout,
@@ -40,19 +46,44 @@ pub async fn run(
                 snapshot.client.header_timeout,
                 deadlines,
                 snapshot.client.connection_caps,
+                from_balancer,
             )
         };
-        let Some(permit) = limiter.admit(peer, caps, &metrics) else {
+        // A load balancer is not capped per address: its clients are, once its header is read.
+        let accept_caps = Caps {
+            per_ip: if from_balancer { 0 } else { caps.per_ip },
+            ..caps
+        };
+        let Some(mut permit) = limiter.admit(peer, accept_caps, &metrics) else {
             continue;
         };
         let shared = shared.clone();
         let watcher = graceful.watcher();
         let open = metrics.connection_opened("http");
+        let metrics = metrics.clone();
         let send_timeouts = metrics.client_timeouts.with_label_values(&["send"]);
         tokio::spawn(async move {
             let _open = open;
-            let _permit = permit;
             let _ = tcp.set_nodelay(true);
+            let mut tcp = tcp;
+            let Some(peer) =
+                super::client_of(&mut tcp, peer, from_balancer, header_timeout, &metrics).await
+            else {
+                return;
+            };
+            if from_balancer {
+                if super::banned_at_accept(&shared.load(), peer.ip(), &metrics) {
+                    return;
+                }
+                if !super::counted_against(&mut permit, peer, caps.per_ip, &metrics) {
+                    return;
+                }
+            }
+            let _permit = permit;
+            let unlisted = metrics
+                .proxy_protocol_refused
+                .with_label_values(&["unlisted"]);
+            let tcp = HeaderGuard::new(tcp, (!from_balancer).then_some(unlisted));
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()

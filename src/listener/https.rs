@@ -11,11 +11,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::client_ip::is_trusted;
 use crate::listener::error_heads::{ParseErrorHeads, RefusedHeads, ResponseGate};
 use crate::listener::framing::{Framing, FramingWatch};
 use crate::listener::io::{Deadlines, IdleIo, InFlight};
 use crate::listener::limit::ConnectionLimiter;
 use crate::listener::preface::{self, Preface};
+use crate::listener::proxy_protocol::{HeaderGuard, UnlistedHeader};
 use crate::listener::resets::PrematureResets;
 use crate::listener::stalled_streams::{StreamExecutor, WatchedBody};
 use crate::metrics::Metrics;
@@ -94,8 +96,19 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
         let snapshot = shared.load_full();
+        // A load balancer's connection names its client in a PROXY protocol header: its own
+        // address is neither banned nor capped per address (its clients are, once read).
+        let from_balancer = is_trusted(peer.ip(), &snapshot.listen.proxy_protocol_from);
+        let mut caps = snapshot.client.connection_caps;
+        if from_balancer {
+            // Counted against its client once the header is read (`rekey` below).
+            caps.per_ip = 0;
+        } else if super::banned_at_accept(&snapshot, peer.ip(), &metrics) {
+            // A banned client is dropped here, before any TLS work is spent on it.
+            continue;
+        }
         // Over a cap the socket is dropped here, before any TLS work is spent on it.
-        let Some(permit) = limiter.admit(peer, snapshot.client.connection_caps, &metrics) else {
+        let Some(permit) = limiter.admit(peer, caps, &metrics) else {
             continue;
         };
         let acceptor = TlsAcceptor::from(snapshot.tls.server_config.clone());
@@ -107,11 +120,36 @@ pub async fn run(
         let open = metrics.connection_opened("https");
         tokio::spawn(async move {
             let _open = open;
-            let _permit = permit;
+            let mut permit = permit;
             let _ = tcp.set_nodelay(true);
+            let mut tcp = tcp;
+            let header_timeout = limits.header_timeout;
+            let Some(peer) =
+                super::client_of(&mut tcp, peer, from_balancer, header_timeout, &metrics).await
+            else {
+                return;
+            };
+            if from_balancer {
+                if super::banned_at_accept(&shared.load(), peer.ip(), &metrics) {
+                    return;
+                }
+                let per_ip = limits.connection_caps.per_ip;
+                if !super::counted_against(&mut permit, peer, per_ip, &metrics) {
+                    return;
+                }
+            }
+            // Peers not listed may not send a PROXY header (listener/proxy_protocol.rs).
+            let unlisted = metrics
+                .proxy_protocol_refused
+                .with_label_values(&["unlisted"]);
+            let tcp = HeaderGuard::new(tcp, (!from_balancer).then_some(unlisted));
             let mut tls =
                 match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
+                    Ok(Err(err)) if err.get_ref().is_some_and(|e| e.is::<UnlistedHeader>()) => {
+                        tracing::debug!(%peer, "PROXY protocol header from a peer not listed");
+                        return;
+                    }
                     Ok(Err(err)) => {
                         metrics
                             .tls_handshake_failures

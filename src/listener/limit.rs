@@ -136,6 +136,34 @@ pub struct ConnectionPermit {
     key: IpAddr,
 }
 
+impl ConnectionPermit {
+    /// Counts this connection against `client` instead of the address it was accepted from:
+    /// a load balancer's connection, once its PROXY protocol header named the client. Refused
+    /// (and left as it was) when `client` already has `per_ip` connections; the total is
+    /// unchanged.
+    pub fn rekey(&mut self, client: IpAddr, per_ip: usize) -> Result<(), Refused> {
+        let key = client_key(client);
+        if key == self.key {
+            return Ok(());
+        }
+        let mut counts = self.limiter.lock();
+        let current = counts.per_ip.get(&key).copied().unwrap_or(0);
+        if per_ip != 0 && current >= per_ip {
+            return Err(Refused::PerIp);
+        }
+        counts.per_ip.insert(key, current + 1);
+        if let Some(count) = counts.per_ip.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.per_ip.remove(&self.key);
+            }
+        }
+        drop(counts);
+        self.key = key;
+        Ok(())
+    }
+}
+
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         self.limiter.release(self.key);
@@ -166,6 +194,30 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_balancer_connection_is_counted_against_its_client() {
+        let limiter = ConnectionLimiter::new();
+        let open = Caps {
+            total: 10,
+            per_ip: 0,
+        };
+        let mut first = limiter.try_acquire(ip("10.0.0.1"), open).unwrap();
+        let mut second = limiter.try_acquire(ip("10.0.0.1"), open).unwrap();
+        let mut third = limiter.try_acquire(ip("10.0.0.1"), open).unwrap();
+        first.rekey(ip("192.0.2.1"), 2).unwrap();
+        second.rekey(ip("192.0.2.1"), 2).unwrap();
+        assert_eq!(third.rekey(ip("192.0.2.1"), 2), Err(Refused::PerIp));
+        third.rekey(ip("192.0.2.2"), 2).unwrap();
+        assert_eq!(limiter.open(), 3);
+        assert_eq!(
+            limiter.addresses(),
+            2,
+            "the balancer's own address is not counted"
+        );
+        drop((first, second, third));
+        assert_eq!((limiter.open(), limiter.addresses()), (0, 0));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the client, security headers on every response.
 
 pub mod access;
+pub mod ban;
 pub mod cookies;
 pub mod cors;
 pub mod headers;

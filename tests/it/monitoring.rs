@@ -235,7 +235,7 @@ async fn every_metric_of_the_rules_and_the_dashboard_is_in_a_real_scrape() {
          [log]\naccess = false\n\n\
          [upstreams.app]\nservers = [\"{}\"]\n\n\
          [upstreams.gone]\nservers = [\"{dead}\", \"{dead2}\"]\nretries = 1\npassive_failures = 1\n\n\
-         [[routes]]\nname = \"limited\"\npath = \"/limited\"\nrate_limit = {{ rate = \"1/h\", burst = 1 }}\n\
+         [[routes]]\nname = \"limited\"\npath = \"/limited\"\nrate_limit = {{ rate = \"1/h\", burst = 1 }}\nban = {{ after = 2 }}\n\
          respond = {{ status = 200, body = \"ok\" }}\n\n\
          [[routes]]\nname = \"gone\"\npath = \"/gone/\"\nupstream = \"gone\"\n\n\
          [[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"app\"\n",
@@ -278,6 +278,9 @@ async fn every_metric_of_the_rules_and_the_dashboard_is_in_a_real_scrape() {
         let mut sink = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut sink)).await;
     }
+    // A second 429 on `limited` bans the client (its route's `ban`): last, since every request
+    // from this address is refused after it.
+    assert_eq!(status("/limited").await, 429);
     // A refused reload, then the good config back.
     std::fs::write(&path, config.replace("burst = 1", "burst = 0")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -302,6 +305,7 @@ async fn every_metric_of_the_rules_and_the_dashboard_is_in_a_real_scrape() {
             1.0,
         ),
         ("rampart_rate_limited_total{route=\"limited\"}", 1.0),
+        ("rampart_bans_total{route=\"limited\"}", 1.0),
         (
             "rampart_upstream_errors_total{kind=\"connect\",upstream=\"gone\"}",
             1.0,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A `redis-server` of this test, killed on drop (also used by the ACME tests).
+/// A `redis-server` of this test, killed on drop (also used by the ACME tests and `bans_redis`).
 pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
@@ -65,7 +65,7 @@ impl RedisServer {
     }
 
     /// One inline command; the raw reply without its last CRLF ("" when Redis is not there).
-    fn command(&self, line: &str) -> String {
+    pub(crate) fn command(&self, line: &str) -> String {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
             return String::new();
@@ -91,7 +91,7 @@ impl RedisServer {
         String::from_utf8_lossy(&reply).trim_end().to_string()
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

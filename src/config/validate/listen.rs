@@ -63,6 +63,7 @@ pub(super) fn listen(v: &mut Validator<'_>, listen: &model::Listen) -> Option<Li
         https_port_public: listen.https_port_public,
         shutdown_grace: listen.shutdown_grace.0,
         workers: workers(v, listen.workers.as_ref()),
+        proxy_protocol_from: listen.proxy_protocol_from.iter().map(|c| c.0).collect(),
     })
 }
 

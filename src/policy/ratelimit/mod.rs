@@ -75,6 +75,11 @@ impl Key {
     }
 }
 
+/// [`digest`] for other policies' keys (the jail's scopes): stable across builds and replicas.
+pub fn digest_of(bytes: &[u8]) -> u64 {
+    digest(bytes)
+}
+
 /// FNV-1a, then the MurmurHash3 finalizer for a good spread. Stable across builds and
 /// replicas. Not collision-resistant against a chosen victim, which does not matter here: to
 /// collide with another client's key one must know it, and then one could just send it.

@@ -979,6 +979,31 @@ pub async fn tls_connect(
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timeout"))?
 }
 
+/// [`tls_connect`] (SNI localhost, ALPN http/1.1) from a source address of the caller's
+/// choice (a loopback address such as 127.0.0.2: bans and IP rules see it as the client).
+pub async fn tls_connect_from(
+    addr: SocketAddr,
+    source: std::net::IpAddr,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .expect("protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls_pki_types::ServerName::try_from("localhost")
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let tcp = socket.connect(addr).await?;
+    tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timeout"))?
+}
+
 /// The DER of the certificate the server presented.
 pub fn peer_cert(stream: &TlsStream<TcpStream>) -> Vec<u8> {
     stream
