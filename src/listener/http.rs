@@ -35,7 +35,13 @@ pub async fn run(
         let (header_timeout, deadlines, caps, from_balancer) = {
             let snapshot = shared.load();
             let from_balancer = is_trusted(peer.ip(), &snapshot.listen.proxy_protocol_from);
-            if !from_balancer && super::banned_at_accept(&snapshot, peer.ip(), &metrics) {
+            // With HTTP-01 the CA's validators must reach their token whatever the jail holds
+            // (issue 12): a banned client then gets its 403 per request, after the token.
+            let answers_acme = answers_http01(&snapshot);
+            if !from_balancer
+                && !answers_acme
+                && super::banned_at_accept(&snapshot, peer.ip(), &metrics)
+            {
                 continue;
             }
             let deadlines = Deadlines {
@@ -72,7 +78,10 @@ pub async fn run(
                 return;
             };
             if from_balancer {
-                if super::banned_at_accept(&shared.load(), peer.ip(), &metrics) {
+                let snapshot = shared.load();
+                if !answers_http01(&snapshot)
+                    && super::banned_at_accept(&snapshot, peer.ip(), &metrics)
+                {
                     return;
                 }
                 if !super::counted_against(&mut permit, peer, caps.per_ip, &metrics) {
@@ -92,9 +101,14 @@ pub async fn run(
             let builder = builder.http1_only();
             let service = service_fn(move |request| {
                 let shared = shared.clone();
+                let metrics = metrics.clone();
                 async move {
                     if let Some(answer) = acme_http01(&request, &shared).await {
                         return Ok::<_, Infallible>(answer);
+                    }
+                    if shared.load().bans.refuses(peer.ip()) {
+                        metrics.banned_refused.with_label_values(&["request"]).inc();
+                        return Ok(ProxyError::Forbidden.into_response());
                     }
                     Ok::<_, Infallible>(redirect(&request, &shared))
                 }
@@ -112,6 +126,14 @@ pub async fn run(
         });
     }
     super::https::drain(graceful, &shared).await;
+}
+
+/// Whether this listener answers HTTP-01 challenges (`[acme] challenge = "http-01"`).
+fn answers_http01(snapshot: &crate::Snapshot) -> bool {
+    snapshot
+        .acme
+        .as_ref()
+        .is_some_and(|acme| acme.challenge == crate::acme::config::Challenge::Http01)
 }
 
 /// The key authorization of a pending HTTP-01 challenge (RFC 8555 §8.3), before the redirect

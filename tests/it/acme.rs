@@ -713,6 +713,63 @@ async fn a_stored_back_off_holds_across_a_restart() {
     server.shutdown().await;
 }
 
+/// HTTP-01 is exempt from the jail: with 127.0.0.1 banned (one 404 is enough here), the
+/// plain-http listener still lets pebble's validator, which connects from 127.0.0.1, reach its
+/// token, and the certificate arrives; the same address gets 403 for anything else.
+#[tokio::test]
+async fn a_banned_address_still_reaches_its_http01_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let pebble_port = free_port();
+    let acme = pebble_acme(dir.path(), pebble_port, "http-01")
+        + "\n[ban]\nstrikes = [404]\nafter = 1\nfor = \"1h\"\n\n[[routes]]\npath = \"/missing/\"\nrespond = { status = 404 }\n";
+    let server = rampart::Server::start(load(dir.path(), &acme))
+        .await
+        .unwrap();
+    let https = server.https_addr();
+    let insecure = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .resolve("static.test", https)
+        .build()
+        .unwrap();
+    let url = format!("https://static.test:{}/", https.port());
+    let missing = format!("https://static.test:{}/missing/", https.port());
+    assert_eq!(insecure.get(&missing).send().await.unwrap().status(), 404);
+    let refused = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .resolve("static.test", https)
+        .build()
+        .unwrap()
+        .get(&url)
+        .send()
+        .await;
+    assert!(
+        refused.is_err() || refused.is_ok_and(|r| r.status() == 403),
+        "127.0.0.1 is not banned"
+    );
+    let http = server.http_addr().unwrap();
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = plain.get(format!("http://{http}/")).send().await.unwrap();
+    assert_eq!(answer.status(), 403, "a banned client got a redirect");
+
+    let pebble = Pebble::start(
+        dir.path(),
+        pebble_port,
+        http.port(),
+        https.port(),
+        PebbleOptions::default(),
+    );
+    assert!(
+        ready_within(&server, Duration::from_secs(180)).await,
+        "no certificate while 127.0.0.1 is banned; orders failed: {}",
+        orders(&server, "failed")
+    );
+    assert_eq!(pebble.orders_received(), 1);
+    server.shutdown().await;
+}
+
 /// Orders of this process with `result`.
 fn orders(server: &rampart::ServerHandle, result: &str) -> u64 {
     server
