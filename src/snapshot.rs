@@ -39,6 +39,10 @@ pub struct Snapshot {
     pub acme: Option<Arc<crate::acme::config::AcmeSettings>>,
     /// Config sections accepted but not implemented in this version (logged at start).
     pub warnings: Vec<String>,
+    /// `[headers] csp_reports`: the https listener answers the CSP report endpoint.
+    pub csp_reports: bool,
+    /// Some header policy holds `{nonce}`: requests get a nonce before routing.
+    pub nonces: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +105,15 @@ pub struct Route {
     pub raw_path: bool,
     /// The route's `response_timeout`; `None`: the upstream's.
     pub response_timeout: Option<Duration>,
+    /// `basic_auth` or `forward_auth`; `None`: the route asks for no credentials.
+    pub auth: Option<Auth>,
+}
+
+/// A route's authentication (DESIGN §5b).
+#[derive(Debug)]
+pub enum Auth {
+    Basic(crate::policy::auth::basic::BasicAuth),
+    Forward(Box<crate::policy::auth::forward::ForwardAuth>),
 }
 
 #[derive(Debug)]

@@ -218,6 +218,9 @@ pub struct Headers {
     pub set: BTreeMap<String, Spanned<String>>,
     /// Stripped from upstream responses. `None`: the preset's list.
     pub remove: Option<Vec<String>>,
+    /// CSP violation reports collected at `/.well-known/rampart/csp-report` (DESIGN §5b).
+    #[serde(default)]
+    pub csp_reports: bool,
 }
 
 impl Default for Headers {
@@ -234,6 +237,7 @@ impl Default for Headers {
             cross_origin_opener_policy: None,
             set: BTreeMap::new(),
             remove: None,
+            csp_reports: false,
         }
     }
 }
@@ -466,6 +470,35 @@ pub struct Route {
     /// Overrides the upstream's `response_timeout` for this route (nginx's
     /// `proxy_read_timeout` in a `location`).
     pub response_timeout: Option<Spanned<Duration>>,
+    /// HTTP Basic authentication against a users file (DESIGN §5b).
+    pub basic_auth: Option<Spanned<BasicAuth>>,
+    /// An auth server asked before the request goes on (DESIGN §5b).
+    pub forward_auth: Option<Spanned<ForwardAuth>>,
+}
+
+/// A route's `basic_auth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub realm: Spanned<String>,
+    /// Lines `name:$argon2id$…` or `name:$2y$…` (bcrypt).
+    pub users: Spanned<PathBuf>,
+}
+
+/// A route's `forward_auth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuth {
+    pub url: Spanned<String>,
+    /// Headers of the auth server's 2xx answer put on the request (client copies removed).
+    #[serde(default)]
+    pub copy_headers: Vec<String>,
+    #[serde(default = "default_forward_auth_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_forward_auth_timeout() -> Duration {
+    secs(5)
 }
 
 /// A route's `static`: files served from `root`.

@@ -24,7 +24,7 @@ use crate::policy::cors::CorsPolicy;
 use crate::policy::headers::{HeaderPolicyBuilder, Preset, SECURITY_HEADER_KEYS};
 use crate::policy::ratelimit::{LocalStore, OnStoreError, RedisStore, RouteLimiter};
 use crate::router::{Entry, HostPattern, Router};
-use crate::snapshot::{Action, ClientLimits, Listen, LogSettings, Route, Snapshot};
+use crate::snapshot::{Action, Auth, ClientLimits, Listen, LogSettings, Route, Snapshot};
 use crate::static_files::StaticFiles;
 use crate::upstream::health_state::HealthCheck;
 use crate::upstream::{Balance, ServerAddr, Upstream, UpstreamSettings};
@@ -52,6 +52,10 @@ struct Validator<'a> {
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
     missing_cert: MissingCert,
+    /// Files read besides the config and certificates (users files): a reload watches them.
+    files: Vec<PathBuf>,
+    /// Some header policy holds `{nonce}`.
+    nonces: bool,
 }
 
 impl Validator<'_> {
@@ -102,6 +106,8 @@ pub fn validate(
         errors: Vec::new(),
         warnings: Vec::new(),
         missing_cert,
+        files: Vec::new(),
+        nonces: false,
     };
 
     let listen = listen(&mut v, &file.listen);
@@ -140,6 +146,8 @@ pub fn validate(
     };
     let mut files: Vec<PathBuf> = config_path.map(Path::to_path_buf).into_iter().collect();
     files.extend(cert_files);
+    files.extend(v.files.iter().cloned());
+    let nonces = v.nonces || default_headers.needs_nonce();
     Ok(Snapshot {
         listen,
         tls,
@@ -152,6 +160,8 @@ pub fn validate(
         files,
         acme,
         warnings: v.warnings,
+        csp_reports: file.headers.csp_reports,
+        nonces,
     })
 }
 
@@ -650,6 +660,7 @@ fn headers(
         Preset::Strict
     });
     let mut builder = HeaderPolicyBuilder::from_preset(preset);
+    builder.csp_reports(headers.csp_reports);
     apply_header_layer(
         v,
         &mut builder,
@@ -995,6 +1006,7 @@ fn routes(
             written_upstreams,
         );
         let response_timeout = route_response_timeout(v, route, &prefix);
+        let auth = route_auth(v, route, span.clone(), &prefix);
 
         let mut builder = default_headers.clone();
         if let Some(headers) = &route.headers {
@@ -1020,11 +1032,13 @@ fn routes(
         }
 
         let Some(action) = action else { continue };
+        let headers = builder.build();
+        v.nonces |= headers.needs_nonce();
         let compiled = Arc::new(Route {
             name,
             prefix: path.clone(),
             action,
-            headers: builder.build(),
+            headers,
             ip_rules,
             max_body: route.max_body.map_or(client.max_body, |b| b.0),
             cors,
@@ -1032,6 +1046,7 @@ fn routes(
             compress,
             raw_path,
             response_timeout,
+            auth,
         });
         for host in hosts {
             entries.push(Entry {
@@ -1043,6 +1058,86 @@ fn routes(
         }
     }
     Router::new(entries)
+}
+
+/// A route's `basic_auth` or `forward_auth` (not both). The users file is read here, so a
+/// reload rereads it; an unreadable file or a line that is not `name:argon2-or-bcrypt-hash` is
+/// an error naming the users file and its line.
+fn route_auth(
+    v: &mut Validator<'_>,
+    route: &model::Route,
+    span: std::ops::Range<usize>,
+    prefix: &str,
+) -> Option<Auth> {
+    use crate::policy::auth::{basic, forward};
+    if let (Some(_), Some(forward)) = (&route.basic_auth, &route.forward_auth) {
+        v.at(
+            forward,
+            &format!("{prefix}.forward_auth"),
+            "a route takes basic_auth or forward_auth, not both",
+        );
+        return None;
+    }
+    if let Some(spanned) = &route.basic_auth {
+        let auth = spanned.get_ref();
+        let key = format!("{prefix}.basic_auth.users");
+        let path = auth.users.get_ref();
+        if v.skips_missing() && is_missing(path) {
+            v.unseen(&auth.users, &key, path);
+            return None;
+        }
+        v.files.push(path.clone());
+        let users = match basic::read_users_file(path) {
+            Ok(users) => users,
+            Err(errors) => {
+                for error in errors {
+                    if error.line == 0 {
+                        v.at(
+                            &auth.users,
+                            &key,
+                            format!("{}: {}", path.display(), error.message),
+                        );
+                    } else {
+                        let line = v.source.error_at(auth.users.span(), "", "").line;
+                        v.errors.push(ConfigError {
+                            file: path.display().to_string(),
+                            line: error.line,
+                            column: 1,
+                            key: Some(key.clone()),
+                            message: format!(
+                                "{} (users file of {}:{line})",
+                                error.message, v.source.file
+                            ),
+                        });
+                    }
+                }
+                return None;
+            }
+        };
+        return match basic::BasicAuth::new(auth.realm.get_ref(), users) {
+            Ok(basic) => Some(Auth::Basic(basic)),
+            Err(message) => {
+                v.at(&auth.realm, &format!("{prefix}.basic_auth.realm"), message);
+                None
+            }
+        };
+    }
+    if let Some(spanned) = &route.forward_auth {
+        let auth = spanned.get_ref();
+        return match forward::ForwardAuth::new(
+            auth.url.get_ref(),
+            &auth.copy_headers,
+            auth.timeout.0,
+        ) {
+            Ok(forward) => Some(Auth::Forward(Box::new(forward))),
+            Err(message) => {
+                let _ = span;
+                v.at(&auth.url, &format!("{prefix}.forward_auth"), message);
+                None
+            }
+        };
+    }
+    None
 }
 
 /// A route's `response_timeout`: only for an upstream route, and more than 0s.

@@ -3,23 +3,56 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::csp::{self, Nonce, NonceTemplate};
+
 /// The headers a route sets and strips, compiled once per snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderPolicy {
     set: Vec<(HeaderName, HeaderValue)>,
+    /// Values holding `{nonce}`: filled with the response's nonce.
+    templated: Vec<(HeaderName, NonceTemplate)>,
     remove: Vec<HeaderName>,
 }
 
 impl HeaderPolicy {
     /// Applies to a response that is about to leave: strip, then set (insert replaces every copy).
+    /// A `{nonce}` value gets a fresh nonce (see [`apply_with_nonce`](Self::apply_with_nonce)
+    /// to give the one the upstream was told).
     pub fn apply(&self, headers: &mut HeaderMap) {
+        let nonce = self.needs_nonce().then(Nonce::generate);
+        self.apply_with_nonce(headers, nonce.as_ref());
+    }
+
+    /// [`apply`](Self::apply) with the request's nonce (`None`: a fresh one if needed).
+    pub fn apply_with_nonce(&self, headers: &mut HeaderMap, nonce: Option<&Nonce>) {
         for name in &self.remove {
             headers.remove(name);
         }
-        headers.reserve(self.set.len());
+        headers.reserve(self.set.len() + self.templated.len());
         for (name, value) in &self.set {
             headers.insert(name.clone(), value.clone());
         }
+        if self.templated.is_empty() {
+            return;
+        }
+        let fresh;
+        let nonce = match nonce {
+            Some(nonce) => nonce,
+            None => {
+                fresh = Nonce::generate();
+                &fresh
+            }
+        };
+        for (name, template) in &self.templated {
+            if let Some(value) = template.render(nonce) {
+                headers.insert(name.clone(), value);
+            }
+        }
+    }
+
+    /// True when a value holds `{nonce}`: the request then gets a nonce to pass upstream.
+    pub fn needs_nonce(&self) -> bool {
+        !self.templated.is_empty()
     }
 
     pub fn sets(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
@@ -102,6 +135,8 @@ pub struct HeaderPolicyBuilder {
     /// In the order first set; `None`: explicitly left to the upstream.
     set: Vec<(HeaderName, Option<HeaderValue>)>,
     remove: Vec<HeaderName>,
+    /// `[headers] csp_reports`: the CSP headers report to the proxy's own endpoint.
+    csp_reports: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,13 +193,40 @@ impl HeaderPolicyBuilder {
         Ok(())
     }
 
+    /// `csp_reports = true`: every CSP header built gets `report-uri` and `report-to` for the
+    /// proxy's endpoint, and the responses that carry one get `Reporting-Endpoints`.
+    pub fn csp_reports(&mut self, on: bool) {
+        self.csp_reports = on;
+    }
+
     pub fn build(&self) -> HeaderPolicy {
+        let mut set = Vec::new();
+        let mut templated = Vec::new();
+        let mut has_csp = false;
+        for (name, value) in &self.set {
+            let Some(value) = value else { continue };
+            let is_csp = *name == http::header::CONTENT_SECURITY_POLICY
+                || *name == http::header::CONTENT_SECURITY_POLICY_REPORT_ONLY;
+            has_csp |= is_csp;
+            let value = if is_csp && self.csp_reports {
+                csp::with_report_directives(value)
+            } else {
+                value.clone()
+            };
+            match NonceTemplate::parse(&value) {
+                Some(template) => templated.push((name.clone(), template)),
+                None => set.push((name.clone(), value)),
+            }
+        }
+        if has_csp && self.csp_reports {
+            set.push((
+                csp::REPORTING_ENDPOINTS.clone(),
+                HeaderValue::from_static(csp::REPORTING_ENDPOINTS_VALUE),
+            ));
+        }
         HeaderPolicy {
-            set: self
-                .set
-                .iter()
-                .filter_map(|(n, v)| v.clone().map(|v| (n.clone(), v)))
-                .collect(),
+            set,
+            templated,
             remove: self
                 .remove
                 .iter()

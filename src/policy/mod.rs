@@ -2,7 +2,9 @@
 //! the client, security headers on every response.
 
 pub mod access;
+pub mod auth;
 pub mod cookies;
 pub mod cors;
+pub mod csp;
 pub mod headers;
 pub mod ratelimit;

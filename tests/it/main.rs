@@ -19,6 +19,7 @@ mod attack_response_splitting;
 mod attack_slow_clients;
 mod attack_sni_host;
 mod attack_static_escape;
+mod auth_basic;
 mod binary;
 mod code_layout;
 mod command_line;
