@@ -20,6 +20,7 @@ mod attack_slow_clients;
 mod attack_sni_host;
 mod attack_static_escape;
 mod auth_basic;
+mod auth_forward;
 mod binary;
 mod code_layout;
 mod command_line;
