@@ -10,9 +10,7 @@ use hyper::body::Incoming;
 use crate::body::ResponseBody;
 use crate::errors::ProxyError;
 use crate::metrics::{Metrics, NO_ROUTE};
-use crate::policy::csp::{
-    directive_label, parse_reports, report_rate_limiter, ReportFormat, MAX_REPORT_BYTES, TARGET,
-};
+use crate::policy::csp::{directive_label, parse_reports, ReportFormat, MAX_REPORT_BYTES, TARGET};
 use crate::router::Lookup;
 use crate::snapshot::Snapshot;
 
@@ -39,6 +37,7 @@ fn route_of<'s>(snapshot: &'s Snapshot, host: &str, document: &str) -> &'s str {
 pub async fn serve_report(
     request: Request<Incoming>,
     snapshot: &Snapshot,
+    limiter: &governor::DefaultDirectRateLimiter,
     host: &str,
     metrics: &Metrics,
 ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -55,7 +54,7 @@ pub async fn serve_report(
     {
         return Err(ProxyError::PayloadTooLarge);
     }
-    if report_rate_limiter().check().is_err() {
+    if limiter.check().is_err() {
         return Ok(status_only(StatusCode::TOO_MANY_REQUESTS));
     }
     let body = Limited::new(request.into_body(), MAX_REPORT_BYTES).collect();
@@ -79,8 +78,8 @@ pub async fn serve_report(
             .inc();
         tracing::info!(
             target: TARGET,
-            event = "csp_violation",
             time = %humantime::format_rfc3339_millis(std::time::SystemTime::now()),
+            event = "csp_violation",
             route,
             document = violation.document.as_str(),
             directive = violation.directive.as_str(),

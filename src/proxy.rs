@@ -218,10 +218,19 @@ async fn route_and_act<'s>(
 
     // 4b. CSP violation reports (`csp_reports = true`) are the proxy's own, on every host:
     //     answered here, before routing, so no route (and no upstream) ever sees them.
-    if snapshot.csp_reports && request.uri().path() == csp::REPORT_PATH {
-        let result =
-            crate::csp_report::serve_report(request, snapshot, &host.name, &connection.metrics)
-                .await;
+    if let Some(limiter) = snapshot
+        .csp_reports
+        .as_ref()
+        .filter(|_| request.uri().path() == csp::REPORT_PATH)
+    {
+        let result = crate::csp_report::serve_report(
+            request,
+            snapshot,
+            limiter,
+            &host.name,
+            &connection.metrics,
+        )
+        .await;
         return (result, Routed::host(host));
     }
 

@@ -39,8 +39,9 @@ pub struct Snapshot {
     pub acme: Option<Arc<crate::acme::config::AcmeSettings>>,
     /// Config sections accepted but not implemented in this version (logged at start).
     pub warnings: Vec<String>,
-    /// `[headers] csp_reports`: the https listener answers the CSP report endpoint.
-    pub csp_reports: bool,
+    /// `[headers] csp_reports`: the https listener answers the CSP report endpoint, within
+    /// this rate.
+    pub csp_reports: Option<governor::DefaultDirectRateLimiter>,
     /// Some header policy holds `{nonce}`: requests get a nonce before routing.
     pub nonces: bool,
 }

@@ -160,7 +160,10 @@ pub fn validate(
         files,
         acme,
         warnings: v.warnings,
-        csp_reports: file.headers.csp_reports,
+        csp_reports: file
+            .headers
+            .csp_reports
+            .then(crate::policy::csp::report_rate_limiter),
         nonces,
     })
 }

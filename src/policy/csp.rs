@@ -10,7 +10,6 @@
 //!   violation and `rampart_csp_violations_total{route,directive}` over [`DIRECTIVES`].
 
 use std::num::NonZeroU32;
-use std::sync::OnceLock;
 
 use base64::Engine;
 use bytes::Bytes;
@@ -155,13 +154,11 @@ pub const MAX_REPORTS_PER_BODY: usize = 100;
 /// costs a counter check.
 const REPORTS_PER_SECOND: u32 = 50;
 
-pub fn report_rate_limiter() -> &'static DefaultDirectRateLimiter {
-    static LIMITER: OnceLock<DefaultDirectRateLimiter> = OnceLock::new();
-    LIMITER.get_or_init(|| {
-        let rate = NonZeroU32::new(REPORTS_PER_SECOND).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(REPORTS_PER_SECOND * 2).unwrap_or(NonZeroU32::MIN);
-        RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
-    })
+/// The report endpoint's limiter, one per snapshot (a reload starts it afresh).
+pub fn report_rate_limiter() -> DefaultDirectRateLimiter {
+    let rate = NonZeroU32::new(REPORTS_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(REPORTS_PER_SECOND * 2).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
 }
 
 /// The two report formats.

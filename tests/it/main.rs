@@ -26,6 +26,7 @@ mod code_layout;
 mod command_line;
 mod compression;
 mod connection_caps;
+mod csp;
 mod docs_reference;
 mod e2e_compose;
 mod forwarding;
