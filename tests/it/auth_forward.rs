@@ -399,3 +399,51 @@ async fn forward_auth_config_errors_name_the_key() {
         assert!(errors.starts_with("test.toml:"), "{errors}");
     }
 }
+
+/// The Django compose example shows `/admin/` behind `forward_auth` as a commented line: that
+/// line, uncommented, passes `rampart check` (and so does the example as shipped).
+#[test]
+fn the_compose_examples_forward_auth_variant_passes_check() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/compose/django/rampart.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let line = "# forward_auth = { url = \"http://authelia:9091/api/authz/forward-auth\"";
+    assert_eq!(
+        text.matches(line).count(),
+        1,
+        "the commented forward_auth line"
+    );
+    let variant = text.replace(line, &line[2..]);
+    for (name, config) in [
+        ("shipped", text.as_str()),
+        ("forward_auth", variant.as_str()),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rampart.toml"), config).unwrap();
+        let out = common::binary::rampart(dir.path())
+            .args(["check", "--skip-missing-paths", "-c", "rampart.toml"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The variant really has it: a wrong URL in that line is refused.
+    let broken = variant.replace("http://authelia:9091", "https://authelia:9091");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rampart.toml"), broken).unwrap();
+    let out = common::binary::rampart(dir.path())
+        .args(["check", "--skip-missing-paths", "-c", "rampart.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("routes[4].forward_auth: only http:// auth URLs"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
