@@ -35,13 +35,13 @@ pub struct Nonce(HeaderValue);
 
 impl Nonce {
     /// From the operating system's random source (ring's `SystemRandom`, `getrandom(2)`). If
-    /// that ever fails, the nonce is still unique-per-process but not secret, so it is never
-    /// used: [`NonceTemplate::render`] is given `None` and the header is not sent.
+    /// that ever fails the nonce is empty: [`NonceTemplate::render`] then gives `None`, the
+    /// upstream gets no `X-CSP-Nonce`, and the header becomes [`NO_SCRIPT_POLICY`] (fail closed).
     pub fn generate() -> Nonce {
         use ring::rand::SecureRandom;
         let mut bytes = [0u8; NONCE_BYTES];
         if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
-            return Nonce(HeaderValue::from_static(""));
+            return Nonce::unavailable();
         }
         let mut text = [0u8; NONCE_BYTES / 3 * 4];
         let written = base64::engine::general_purpose::STANDARD_NO_PAD
@@ -49,6 +49,11 @@ impl Nonce {
             .unwrap_or(0);
         // Base64 is always a valid header value.
         Nonce(HeaderValue::from_bytes(&text[..written]).unwrap_or(HeaderValue::from_static("")))
+    }
+
+    /// What [`generate`](Self::generate) gives when the random source fails.
+    pub(crate) fn unavailable() -> Nonce {
+        Nonce(HeaderValue::from_static(""))
     }
 
     pub fn header_value(&self) -> Option<&HeaderValue> {
@@ -59,6 +64,9 @@ impl Nonce {
         self.0.as_bytes()
     }
 }
+
+/// The policy sent in place of a `{nonce}` one when no nonce could be made: no script runs.
+pub const NO_SCRIPT_POLICY: &str = "script-src 'none'; object-src 'none'; base-uri 'none'";
 
 /// A header value holding `{nonce}`, split around it.
 #[derive(Debug, Clone)]

@@ -44,9 +44,12 @@ impl HeaderPolicy {
             }
         };
         for (name, template) in &self.templated {
-            if let Some(value) = template.render(nonce) {
-                headers.insert(name.clone(), value);
-            }
+            // No nonce (the OS's random source failed): a policy that runs no script at all,
+            // rather than none (which would run every script) or a guessable nonce.
+            let value = template
+                .render(nonce)
+                .unwrap_or_else(|| HeaderValue::from_static(csp::NO_SCRIPT_POLICY));
+            headers.insert(name.clone(), value);
         }
     }
 
@@ -276,6 +279,33 @@ mod tests {
         assert_eq!(headers["content-security-policy"], "default-src 'none'");
         assert!(builder.set("bad name", "x").is_err());
         assert!(builder.set("x-ok", "bad\r\nvalue").is_err());
+    }
+
+    #[test]
+    fn nonce_templates_fill_and_fail_closed() {
+        let mut builder = HeaderPolicyBuilder::from_preset(Preset::Strict);
+        builder
+            .set("content-security-policy", "script-src 'nonce-{nonce}'")
+            .unwrap();
+        builder.csp_reports(true);
+        let policy = builder.build();
+        assert!(policy.needs_nonce());
+        let nonce = Nonce::generate();
+        let mut headers = HeaderMap::new();
+        policy.apply_with_nonce(&mut headers, Some(&nonce));
+        let n = std::str::from_utf8(nonce.as_bytes()).unwrap();
+        assert_eq!(
+            headers["content-security-policy"],
+            format!("script-src 'nonce-{n}'; report-uri /.well-known/rampart/csp-report; report-to rampart-csp").as_str()
+        );
+        assert_eq!(
+            headers["reporting-endpoints"],
+            "rampart-csp=\"/.well-known/rampart/csp-report\""
+        );
+        // No random bytes: no script may run, rather than a guessable nonce.
+        let mut headers = HeaderMap::new();
+        policy.apply_with_nonce(&mut headers, Some(&Nonce::unavailable()));
+        assert_eq!(headers["content-security-policy"], csp::NO_SCRIPT_POLICY);
     }
 
     #[test]
