@@ -45,6 +45,7 @@ pub mod fuzzing {
     pub use crate::config::fuzz::config;
     pub use crate::listener::fuzz::{error_heads, h1_framing};
     pub use crate::path::fuzz::path;
+    pub use crate::policy::fuzz::auth_csp;
     pub use crate::upstream::fuzz::headers;
 }
 #[cfg(test)]

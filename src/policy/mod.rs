@@ -6,5 +6,7 @@ pub mod auth;
 pub mod cookies;
 pub mod cors;
 pub mod csp;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
 pub mod headers;
 pub mod ratelimit;
