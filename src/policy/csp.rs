@@ -79,15 +79,27 @@ const PLACEHOLDER: &str = "{nonce}";
 
 impl NonceTemplate {
     /// `None` when the value holds no `{nonce}`.
+    /// On bytes: a value may hold obs-text (non-ASCII) beside the placeholder (found by fuzzing:
+    /// a `&str` view refused it and left `{nonce}` in the header as written).
     pub fn parse(value: &HeaderValue) -> Option<NonceTemplate> {
-        let text = value.to_str().ok()?;
-        if !text.contains(PLACEHOLDER) {
+        let bytes = value.as_bytes();
+        let placeholder = PLACEHOLDER.as_bytes();
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut start = 0;
+        let mut at = 0;
+        while at + placeholder.len() <= bytes.len() {
+            if &bytes[at..at + placeholder.len()] == placeholder {
+                pieces.push(Bytes::copy_from_slice(&bytes[start..at]));
+                at += placeholder.len();
+                start = at;
+            } else {
+                at += 1;
+            }
+        }
+        if pieces.is_empty() {
             return None;
         }
-        let pieces: Vec<Bytes> = text
-            .split(PLACEHOLDER)
-            .map(|piece| Bytes::copy_from_slice(piece.as_bytes()))
-            .collect();
+        pieces.push(Bytes::copy_from_slice(&bytes[start..]));
         let len = pieces.iter().map(Bytes::len).sum::<usize>() + (pieces.len() - 1) * 24;
         Some(NonceTemplate { pieces, len })
     }
