@@ -156,7 +156,7 @@ pub const DIRECTIVES: &[&str] = &[
 
 pub fn directive_label(directive: &str) -> &'static str {
     // Older browsers report the whole directive ("script-src 'self'"): its name is the first word.
-    let name = directive.split_ascii_whitespace().next().unwrap_or("");
+    let name = directive.split_whitespace().next().unwrap_or("");
     DIRECTIVES
         .iter()
         .find(|d| d.eq_ignore_ascii_case(name))
@@ -267,7 +267,7 @@ fn violation(
     Violation {
         document: without_query(text(document)),
         directive: directive
-            .split_ascii_whitespace()
+            .split_whitespace()
             .next()
             .unwrap_or("")
             .chars()
