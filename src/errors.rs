@@ -59,6 +59,15 @@ pub enum ProxyError {
     RangeNotSatisfiable { length: u64 },
     #[error("reading a static file failed: {0}")]
     FileSystem(String),
+    /// `basic_auth` refused the credentials (or there were none): 401 with the challenge.
+    #[error("basic_auth: missing or wrong credentials")]
+    Unauthorized { challenge: HeaderValue },
+    /// Too many password checks already wait: 503, retry in a moment.
+    #[error("basic_auth: too many password checks waiting")]
+    AuthBusy,
+    /// The `forward_auth` server did not answer usably in time: 503, never a pass.
+    #[error("forward_auth: the auth server failed ({0})")]
+    AuthUnavailable(&'static str),
 }
 
 impl ProxyError {
@@ -82,6 +91,10 @@ impl ProxyError {
             ProxyError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ProxyError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ProxyError::FileSystem(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ProxyError::AuthBusy | ProxyError::AuthUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -123,8 +136,17 @@ impl ProxyError {
                 response.headers_mut().insert(header::CONTENT_RANGE, range);
             }
         }
+        if let ProxyError::AuthBusy = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let ProxyError::MethodNotAllowed { allow } = self {
             response.headers_mut().insert(header::ALLOW, allow);
+        } else if let ProxyError::Unauthorized { challenge } = self {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
         }
         // A body the client is still sending after an error must not be read as the next request.
         if status == StatusCode::PAYLOAD_TOO_LARGE

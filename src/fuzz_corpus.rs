@@ -68,6 +68,11 @@ fn h1_framing_corpus() {
 }
 
 #[test]
+fn auth_csp_corpus() {
+    replay("auth_csp", crate::policy::fuzz::auth_csp);
+}
+
+#[test]
 fn error_heads_corpus() {
     replay("error_heads", crate::listener::fuzz::error_heads);
 }

@@ -15,6 +15,7 @@ pub mod certgen;
 pub(crate) mod client_ip;
 pub mod compress;
 pub mod config;
+pub(crate) mod csp_report;
 pub mod encoding;
 pub(crate) mod error_chain;
 pub(crate) mod errors;
@@ -44,6 +45,7 @@ pub mod fuzzing {
     pub use crate::config::fuzz::config;
     pub use crate::listener::fuzz::{error_heads, h1_framing, proxy_header};
     pub use crate::path::fuzz::path;
+    pub use crate::policy::fuzz::auth_csp;
     pub use crate::upstream::fuzz::headers;
 }
 #[cfg(test)]

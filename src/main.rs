@@ -58,6 +58,9 @@ enum Command {
     /// Config-less sidecar mode: the strict default policy in front of one upstream, with a
     /// self-signed development certificate held in memory.
     Proxy(ProxyArgs),
+    /// Read a password on stdin (one line, or everything piped) and print its argon2id hash,
+    /// for a `basic_auth` users file line `name:HASH`.
+    HashPassword,
     /// Exit 0 when the admin listener's /healthz answers 200, else 1 (Docker HEALTHCHECK in
     /// images without curl).
     Healthcheck {
@@ -231,6 +234,7 @@ fn main() -> ExitCode {
             url,
             config,
         }) => bans(action.unwrap_or(BansAction::List), url, &config.path()),
+        Some(Command::HashPassword) => hash_password(),
     }
 }
 
@@ -292,7 +296,9 @@ fn init_tracing() -> LogLevel {
     let from_env = EnvFilter::try_from_default_env().ok();
     let env_set = from_env.is_some();
     let (level, handle) = reload::Layer::new(from_env.unwrap_or_else(|| level_filter("info")));
-    let not_access = filter::filter_fn(|meta| meta.target() != access_log::TARGET);
+    let not_access = filter::filter_fn(|meta| {
+        meta.target() != access_log::TARGET && meta.target() != rampart::policy::csp::TARGET
+    });
     // Colour only for a person at a terminal; log collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let text = fmt::layer()
@@ -309,7 +315,11 @@ fn init_tracing() -> LogLevel {
         .with_level(false)
         .with_target(false)
         .with_writer(std::io::stdout)
-        .with_filter(filter::Targets::new().with_target(access_log::TARGET, Level::INFO));
+        .with_filter(
+            filter::Targets::new()
+                .with_target(access_log::TARGET, Level::INFO)
+                .with_target(rampart::policy::csp::TARGET, Level::INFO),
+        );
     tracing_subscriber::registry()
         .with(text)
         .with(access)
@@ -511,6 +521,33 @@ fn cert_name(name: &str) -> Result<String, String> {
         Ok(name.to_string())
     } else {
         Err("a file name without a folder (e.g. \"tls\"); use --out for the folder".to_string())
+    }
+}
+
+/// `rampart hash-password`: the password is the first line of stdin (its line ending dropped,
+/// nothing else trimmed), so `echo 's3cret' | rampart hash-password` and a typed line both work.
+fn hash_password() -> ExitCode {
+    use std::io::Read;
+    let mut input = Vec::new();
+    if let Err(err) = std::io::stdin().lock().take(4096).read_to_end(&mut input) {
+        eprintln!("cannot read the password from stdin: {err}");
+        return ExitCode::FAILURE;
+    }
+    let line = input.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let password = line.strip_suffix(b"\r").unwrap_or(line);
+    if password.is_empty() {
+        eprintln!("no password on stdin (usage: echo 'PASSWORD' | rampart hash-password)");
+        return ExitCode::FAILURE;
+    }
+    match rampart::policy::auth::basic::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("hashing failed: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 

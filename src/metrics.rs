@@ -84,6 +84,14 @@ pub struct Metrics {
     /// protocol header, reason is missing | invalid | timeout (from a listed peer) | unlisted
     /// (a header from a peer not in `proxy_protocol_from`).
     pub proxy_protocol_refused: IntCounterVec,
+    /// `rampart_auth_requests_total{route, kind, outcome}`: `basic_auth` and `forward_auth`
+    /// decisions; kind is basic | forward, outcome is allowed | denied | busy (basic: too many
+    /// checks waiting) | timeout | unreachable | error (forward: the auth server failed).
+    pub auth: IntCounterVec,
+    /// `rampart_csp_violations_total{route, directive}`: CSP violation reports received;
+    /// route is the route that served the reporting page, directive one of a fixed set or
+    /// `other`.
+    pub csp_violations: IntCounterVec,
 }
 
 /// The listen keys a reload cannot apply (sockets are bound once).
@@ -234,6 +242,19 @@ impl Metrics {
                 "Connections closed for their PROXY protocol header, by reason (missing, \
                  invalid, timeout, unlisted).",
                 &["reason"],
+            ),
+            auth: counter_vec(
+                &registry,
+                "rampart_auth_requests_total",
+                "basic_auth and forward_auth decisions, by route, kind (basic, forward) and \
+                 outcome (allowed, denied, busy, timeout, unreachable, error).",
+                &["route", "kind", "outcome"],
+            ),
+            csp_violations: counter_vec(
+                &registry,
+                "rampart_csp_violations_total",
+                "CSP violation reports received, by route of the reporting page and directive.",
+                &["route", "directive"],
             ),
             registry,
         };
@@ -401,6 +422,14 @@ mod tests {
             .inc();
         metrics.rate_limited.with_label_values(&["app"]).inc();
         metrics
+            .auth
+            .with_label_values(&["app", "basic", "denied"])
+            .inc();
+        metrics
+            .csp_violations
+            .with_label_values(&["app", "script-src-elem"])
+            .inc();
+        metrics
             .certificate_expiry
             .with_label_values(&["default"])
             .set(1);
@@ -423,6 +452,8 @@ mod tests {
             "rampart_certificate_expiry_timestamp_seconds",
             "rampart_upstream_server_healthy",
             "rampart_listen_restart_required",
+            "rampart_auth_requests_total",
+            "rampart_csp_violations_total",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }

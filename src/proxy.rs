@@ -21,14 +21,17 @@ use crate::listener::framing::Framing;
 use crate::listener::io::InFlight;
 use crate::metrics::{method_label, Metrics, NO_ROUTE};
 use crate::path;
+use crate::policy::auth::basic::Refusal;
+use crate::policy::auth::forward::{Subject, Verdict};
 use crate::policy::cors;
+use crate::policy::csp::{self, Nonce};
 use crate::policy::headers::HeaderPolicy;
 use crate::request_checks::{
     announces_body, check_request, declared_length, request_host, RequestHost,
 };
 use crate::request_id::request_id;
 use crate::router::Lookup;
-use crate::snapshot::{Action, Route, Snapshot};
+use crate::snapshot::{Action, Auth, Route, Snapshot};
 use crate::upstream::forward::{forward, ForwardContext};
 use crate::upstream::headers::ClientFacts;
 use crate::Shared;
@@ -85,13 +88,24 @@ pub async fn handle(
     // A banned HTTP/1 client is told to close too: its next connection is closed at accept.
     let body_may_be_unread =
         request.version() < Version::HTTP_2 && (banned || announces_body(&request));
+    // A config whose CSP holds `{nonce}`: one per response, the same in the request the
+    // upstream gets (`X-CSP-Nonce`) and in the response's header.
+    let nonce = snapshot.nonces.then(Nonce::generate);
 
     let metrics = &connection.metrics;
     let (result, routed) = if banned {
         metrics.banned_refused.with_label_values(&["request"]).inc();
         (Err(ProxyError::Forbidden), Routed::default())
     } else {
-        route_and_act(request, connection, snapshot, &request_id, client).await
+        route_and_act(
+            request,
+            connection,
+            snapshot,
+            &request_id,
+            client,
+            nonce.as_ref(),
+        )
+        .await
     };
     let route_label = routed.route.map_or(NO_ROUTE, |route| route.name.as_str());
     let mut response = result.unwrap_or_else(|err| {
@@ -110,7 +124,9 @@ pub async fn handle(
     });
 
     // Last: security headers, on every response, replacing whatever the upstream sent.
-    routed.header_policy(snapshot).apply(response.headers_mut());
+    routed
+        .header_policy(snapshot)
+        .apply_with_nonce(response.headers_mut(), nonce.as_ref());
     response.headers_mut().insert(&X_REQUEST_ID, request_id);
 
     // The jail counts the status the client gets, whoever made it (the limiter, the upstream,
@@ -257,6 +273,7 @@ async fn route_and_act<'s>(
     snapshot: &'s Snapshot,
     request_id: &HeaderValue,
     client: IpAddr,
+    nonce: Option<&Nonce>,
 ) -> (Result<Response<ResponseBody>, ProxyError>, Routed<'s>) {
     // 2. Framing and request-target checks, before anything reads the request: what could be
     //    read two ways by two parsers is refused here. hyper has already removed the
@@ -288,6 +305,24 @@ async fn route_and_act<'s>(
         if snapshot.tls.cert_for(Some(sni)) != snapshot.tls.cert_for(Some(&host.name)) {
             return (Err(ProxyError::MisdirectedRequest), Routed::host(host));
         }
+    }
+
+    // 4b. CSP violation reports (`csp_reports = true`) are the proxy's own, on every host:
+    //     answered here, before routing, so no route (and no upstream) ever sees them.
+    if let Some(limiter) = snapshot
+        .csp_reports
+        .as_ref()
+        .filter(|_| request.uri().path() == csp::REPORT_PATH)
+    {
+        let result = crate::csp_report::serve_report(
+            request,
+            snapshot,
+            limiter,
+            &host.name,
+            &connection.metrics,
+        )
+        .await;
+        return (result, Routed::host(host));
     }
 
     // 5. Route on the normalized path so encodings and dot-segments cannot dodge a route's rules;
@@ -331,7 +366,7 @@ async fn route_and_act<'s>(
     };
     // From here on, responses carry the route's own header policy.
     let result = act(
-        request, connection, snapshot, route, &host, &forms, request_id, client,
+        request, connection, snapshot, route, &host, &forms, request_id, client, nonce,
     )
     .await;
     let routed = Routed {
@@ -345,7 +380,7 @@ async fn route_and_act<'s>(
 
 #[allow(clippy::too_many_arguments)]
 async fn act(
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     connection: &Connection,
     snapshot: &Snapshot,
     route: &Route,
@@ -353,6 +388,7 @@ async fn act(
     path: &path::Forms<'_>,
     request_id: &HeaderValue,
     client: IpAddr,
+    nonce: Option<&Nonce>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let normalized_path = path.routed.as_ref();
     let peer = connection.peer.ip();
@@ -392,6 +428,27 @@ async fn act(
         None => None,
     };
 
+    // 6d. Authentication: after the IP rules, the preflight and the rate limit (a refused or
+    //     over-quota client costs no password hash and no auth-server round trip), before the
+    //     body limit and the action. A refusal is an ordinary response of the route (401 from
+    //     basic_auth, the auth server's own answer), so a status-based jail counts it.
+    if let Some(auth) = &route.auth {
+        if let Some(refused) = authenticate(
+            auth,
+            &mut request,
+            connection,
+            snapshot,
+            route,
+            host,
+            path,
+            client,
+        )
+        .await
+        {
+            return refused;
+        }
+    }
+
     // 7. A declared body over the limit is refused before any upstream connection is made.
     if let Some(len) = declared_length(request.headers()).filter(|len| *len > route.max_body) {
         if request.version() == Version::HTTP_2 {
@@ -404,6 +461,16 @@ async fn act(
     let mut response = match &route.action {
         Action::Proxy(upstream) => {
             let path_and_query = forward_target(route, &request, path)?;
+            // The nonce of the response's CSP, for the app's own script tags; a client's copy
+            // never reaches the app.
+            let headers = request.headers_mut();
+            headers.remove(&csp::X_CSP_NONCE);
+            if let Some(value) = nonce
+                .filter(|_| route.headers.needs_nonce())
+                .and_then(Nonce::header_value)
+            {
+                headers.insert(&csp::X_CSP_NONCE, value.clone());
+            }
             let ctx = ForwardContext {
                 path_and_query: path_and_query.as_deref(),
                 client: ClientFacts {
@@ -471,6 +538,82 @@ async fn act(
         decision.write_headers(response.headers_mut());
     }
     Ok(response)
+}
+
+/// A route's `basic_auth` or `forward_auth`. `None`: the request goes on (for `basic_auth`
+/// without its `Authorization`, for `forward_auth` with the auth server's `copy_headers`);
+/// otherwise the route's answer.
+#[allow(clippy::too_many_arguments)]
+async fn authenticate(
+    auth: &Auth,
+    request: &mut Request<Incoming>,
+    connection: &Connection,
+    snapshot: &Snapshot,
+    route: &Route,
+    host: &RequestHost,
+    path: &path::Forms<'_>,
+    client: IpAddr,
+) -> Option<Result<Response<ResponseBody>, ProxyError>> {
+    let count = |kind: &str, outcome: &str| {
+        connection
+            .metrics
+            .auth
+            .with_label_values(&[route.name.as_str(), kind, outcome])
+            .inc();
+    };
+    match auth {
+        Auth::Basic(basic) => match basic.check(request.headers_mut()).await {
+            Ok(()) => {
+                count("basic", "allowed");
+                None
+            }
+            Err(Refusal::Unauthorized) => {
+                count("basic", "denied");
+                Some(Err(ProxyError::Unauthorized {
+                    challenge: basic.challenge.clone(),
+                }))
+            }
+            Err(Refusal::Busy) => {
+                count("basic", "busy");
+                Some(Err(ProxyError::AuthBusy))
+            }
+        },
+        Auth::Forward(forward) => {
+            forward.strip_copies(request.headers_mut());
+            let mut uri = path.forwarded.clone().into_owned();
+            if let Some(query) = request.uri().query() {
+                uri.push('?');
+                uri.push_str(query);
+            }
+            let subject = Subject {
+                method: request.method(),
+                uri: &uri,
+                host: &host.value,
+                client_ip: client,
+                headers: request.headers(),
+            };
+            match forward.ask(&subject).await {
+                Verdict::Allow(copied) => {
+                    count("forward", "allowed");
+                    let headers = request.headers_mut();
+                    for (name, value) in copied {
+                        headers.append(name, value);
+                    }
+                    None
+                }
+                Verdict::Deny(mut response) => {
+                    count("forward", "denied");
+                    snapshot.cookies.apply(response.headers_mut());
+                    Some(Ok(*response))
+                }
+                Verdict::Failed(failure) => {
+                    count("forward", failure.label());
+                    tracing::warn!(route = %route.name, outcome = failure.label(), "forward_auth: the auth server failed; answering 503");
+                    Some(Err(ProxyError::AuthUnavailable(failure.label())))
+                }
+            }
+        }
+    }
 }
 
 /// The target the upstream gets, when it is not the request's own: the normalized path (and

@@ -45,6 +45,11 @@ pub struct Snapshot {
     /// (`self_signed_if_missing`, [`crate::config::MissingCert::Generate`]): served from
     /// memory; `rampart run` writes it to those paths before it starts serving.
     pub development_certificate: Option<DevelopmentCertificate>,
+    /// `[headers] csp_reports`: the https listener answers the CSP report endpoint, within
+    /// this rate.
+    pub csp_reports: Option<governor::DefaultDirectRateLimiter>,
+    /// Some header policy holds `{nonce}`: requests get a nonce before routing.
+    pub nonces: bool,
 }
 
 /// A self-signed certificate for `localhost`, to be written where the config names the
@@ -135,6 +140,15 @@ pub struct Route {
     pub response_timeout: Option<Duration>,
     /// The jail rule its responses count under (`[ban]` or its own); `None`: no jail here.
     pub ban: Option<Arc<crate::policy::ban::BanRule>>,
+    /// `basic_auth` or `forward_auth`; `None`: the route asks for no credentials.
+    pub auth: Option<Auth>,
+}
+
+/// A route's authentication (DESIGN §5b).
+#[derive(Debug)]
+pub enum Auth {
+    Basic(crate::policy::auth::basic::BasicAuth),
+    Forward(Box<crate::policy::auth::forward::ForwardAuth>),
 }
 
 #[derive(Debug)]

@@ -223,6 +223,9 @@ pub struct Headers {
     pub set: BTreeMap<String, Spanned<String>>,
     /// Stripped from upstream responses. `None`: the preset's list.
     pub remove: Option<Vec<String>>,
+    /// CSP violation reports collected at `/.well-known/rampart/csp-report` (DESIGN §5b).
+    #[serde(default)]
+    pub csp_reports: bool,
 }
 
 impl Default for Headers {
@@ -239,6 +242,7 @@ impl Default for Headers {
             cross_origin_opener_policy: None,
             set: BTreeMap::new(),
             remove: None,
+            csp_reports: false,
         }
     }
 }
@@ -474,6 +478,10 @@ pub struct Route {
     /// `ban = { … }` tightens the `[ban]` jail for this route (its own strike count);
     /// `ban = false` turns it off here.
     pub ban: Option<Spanned<RouteBan>>,
+    /// HTTP Basic authentication against a users file (DESIGN §5b).
+    pub basic_auth: Option<Spanned<BasicAuth>>,
+    /// An auth server asked before the request goes on (DESIGN §5b).
+    pub forward_auth: Option<Spanned<ForwardAuth>>,
 }
 
 /// `[ban]`: strikes, their window, the ban length, where bans are kept, who is never banned.
@@ -566,6 +574,31 @@ fn default_ban_within() -> Spanned<Duration> {
 
 fn default_ban_for() -> Spanned<Duration> {
     unspanned(Duration(std::time::Duration::from_secs(3600)))
+}
+
+/// A route's `basic_auth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub realm: Spanned<String>,
+    /// Lines `name:$argon2id$…` or `name:$2y$…` (bcrypt).
+    pub users: Spanned<PathBuf>,
+}
+
+/// A route's `forward_auth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuth {
+    pub url: Spanned<String>,
+    /// Headers of the auth server's 2xx answer put on the request (client copies removed).
+    #[serde(default)]
+    pub copy_headers: Vec<String>,
+    #[serde(default = "default_forward_auth_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_forward_auth_timeout() -> Duration {
+    secs(5)
 }
 
 /// A route's `static`: files served from `root`.
@@ -702,6 +735,8 @@ impl Default for Route {
             forward_path: None,
             response_timeout: None,
             ban: None,
+            basic_auth: None,
+            forward_auth: None,
         }
     }
 }

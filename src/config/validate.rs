@@ -28,13 +28,14 @@ use crate::policy::cors::{CorsPolicy, CorsRules};
 use crate::policy::headers::{HeaderPolicyBuilder, Preset, SECURITY_HEADER_KEYS};
 use crate::policy::ratelimit::{LimitRule, LocalStore, OnStoreError, RedisStore, RouteLimiter};
 use crate::router::{Entry, HostPattern, Router};
-use crate::snapshot::{Action, ClientLimits, Listen, LogSettings, Route, Snapshot};
+use crate::snapshot::{Action, Auth, ClientLimits, Listen, LogSettings, Route, Snapshot};
 use crate::static_files::StaticFiles;
 use crate::upstream::health_state::HealthCheck;
 use crate::upstream::{Balance, ServerAddr, Upstream, UpstreamSettings};
 
 mod acme;
 mod actions;
+mod auth;
 mod ban;
 mod certificates;
 mod client;
@@ -47,6 +48,7 @@ mod upstreams;
 
 use self::acme::*;
 use self::actions::*;
+use self::auth::*;
 use self::ban::*;
 use self::certificates::*;
 use self::client::*;
@@ -81,6 +83,10 @@ struct Validator<'a> {
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
     missing_cert: MissingCert,
+    /// Files read besides the config and certificates (users files): a reload watches them.
+    files: Vec<PathBuf>,
+    /// Some header policy holds `{nonce}`.
+    nonces: bool,
 }
 
 impl Validator<'_> {
@@ -131,6 +137,8 @@ pub fn validate(
         errors: Vec::new(),
         warnings: Vec::new(),
         missing_cert,
+        files: Vec::new(),
+        nonces: false,
     };
 
     let listen = listen(&mut v, &file.listen);
@@ -182,6 +190,8 @@ pub fn validate(
     };
     let mut files: Vec<PathBuf> = config_path.map(Path::to_path_buf).into_iter().collect();
     files.extend(cert_files);
+    files.extend(v.files.iter().cloned());
+    let nonces = v.nonces || default_headers.needs_nonce();
     Ok(Snapshot {
         listen,
         tls,
@@ -196,6 +206,11 @@ pub fn validate(
         bans,
         warnings: v.warnings,
         development_certificate,
+        csp_reports: file
+            .headers
+            .csp_reports
+            .then(crate::policy::csp::report_rate_limiter),
+        nonces,
     })
 }
 
@@ -296,6 +311,7 @@ fn routes(
             written_upstreams,
         );
         let response_timeout = route_response_timeout(v, route, &prefix);
+        let auth = route_auth(v, route, &prefix);
         let ban = route_ban(v, route, &name, &prefix, bans);
 
         let mut builder = default_headers.clone();
@@ -322,11 +338,13 @@ fn routes(
         }
 
         let Some(action) = action else { continue };
+        let headers = builder.build();
+        v.nonces |= headers.needs_nonce();
         let compiled = Arc::new(Route {
             name,
             prefix: path.clone(),
             action,
-            headers: builder.build(),
+            headers,
             ip_rules,
             max_body: route.max_body.map_or(client.max_body, |b| b.0),
             cors,
@@ -335,6 +353,7 @@ fn routes(
             raw_path,
             response_timeout,
             ban,
+            auth,
         });
         for host in hosts {
             entries.push(Entry {

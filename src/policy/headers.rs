@@ -3,23 +3,59 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::csp::{self, Nonce, NonceTemplate};
+
 /// The headers a route sets and strips, compiled once per snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderPolicy {
     set: Vec<(HeaderName, HeaderValue)>,
+    /// Values holding `{nonce}`: filled with the response's nonce.
+    templated: Vec<(HeaderName, NonceTemplate)>,
     remove: Vec<HeaderName>,
 }
 
 impl HeaderPolicy {
     /// Applies to a response that is about to leave: strip, then set (insert replaces every copy).
+    /// A `{nonce}` value gets a fresh nonce (see [`apply_with_nonce`](Self::apply_with_nonce)
+    /// to give the one the upstream was told).
     pub fn apply(&self, headers: &mut HeaderMap) {
+        let nonce = self.needs_nonce().then(Nonce::generate);
+        self.apply_with_nonce(headers, nonce.as_ref());
+    }
+
+    /// [`apply`](Self::apply) with the request's nonce (`None`: a fresh one if needed).
+    pub fn apply_with_nonce(&self, headers: &mut HeaderMap, nonce: Option<&Nonce>) {
         for name in &self.remove {
             headers.remove(name);
         }
-        headers.reserve(self.set.len());
+        headers.reserve(self.set.len() + self.templated.len());
         for (name, value) in &self.set {
             headers.insert(name.clone(), value.clone());
         }
+        if self.templated.is_empty() {
+            return;
+        }
+        let fresh;
+        let nonce = match nonce {
+            Some(nonce) => nonce,
+            None => {
+                fresh = Nonce::generate();
+                &fresh
+            }
+        };
+        for (name, template) in &self.templated {
+            // No nonce (the OS's random source failed): a policy that runs no script at all,
+            // rather than none (which would run every script) or a guessable nonce.
+            let value = template
+                .render(nonce)
+                .unwrap_or_else(|| HeaderValue::from_static(csp::NO_SCRIPT_POLICY));
+            headers.insert(name.clone(), value);
+        }
+    }
+
+    /// True when a value holds `{nonce}`: the request then gets a nonce to pass upstream.
+    pub fn needs_nonce(&self) -> bool {
+        !self.templated.is_empty()
     }
 
     pub fn sets(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
@@ -102,6 +138,8 @@ pub struct HeaderPolicyBuilder {
     /// In the order first set; `None`: explicitly left to the upstream.
     set: Vec<(HeaderName, Option<HeaderValue>)>,
     remove: Vec<HeaderName>,
+    /// `[headers] csp_reports`: the CSP headers report to the proxy's own endpoint.
+    csp_reports: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,13 +196,40 @@ impl HeaderPolicyBuilder {
         Ok(())
     }
 
+    /// `csp_reports = true`: every CSP header built gets `report-uri` and `report-to` for the
+    /// proxy's endpoint, and the responses that carry one get `Reporting-Endpoints`.
+    pub fn csp_reports(&mut self, on: bool) {
+        self.csp_reports = on;
+    }
+
     pub fn build(&self) -> HeaderPolicy {
+        let mut set = Vec::new();
+        let mut templated = Vec::new();
+        let mut has_csp = false;
+        for (name, value) in &self.set {
+            let Some(value) = value else { continue };
+            let is_csp = *name == http::header::CONTENT_SECURITY_POLICY
+                || *name == http::header::CONTENT_SECURITY_POLICY_REPORT_ONLY;
+            has_csp |= is_csp;
+            let value = if is_csp && self.csp_reports {
+                csp::with_report_directives(value)
+            } else {
+                value.clone()
+            };
+            match NonceTemplate::parse(&value) {
+                Some(template) => templated.push((name.clone(), template)),
+                None => set.push((name.clone(), value)),
+            }
+        }
+        if has_csp && self.csp_reports {
+            set.push((
+                csp::REPORTING_ENDPOINTS.clone(),
+                HeaderValue::from_static(csp::REPORTING_ENDPOINTS_VALUE),
+            ));
+        }
         HeaderPolicy {
-            set: self
-                .set
-                .iter()
-                .filter_map(|(n, v)| v.clone().map(|v| (n.clone(), v)))
-                .collect(),
+            set,
+            templated,
             remove: self
                 .remove
                 .iter()
@@ -214,6 +279,33 @@ mod tests {
         assert_eq!(headers["content-security-policy"], "default-src 'none'");
         assert!(builder.set("bad name", "x").is_err());
         assert!(builder.set("x-ok", "bad\r\nvalue").is_err());
+    }
+
+    #[test]
+    fn nonce_templates_fill_and_fail_closed() {
+        let mut builder = HeaderPolicyBuilder::from_preset(Preset::Strict);
+        builder
+            .set("content-security-policy", "script-src 'nonce-{nonce}'")
+            .unwrap();
+        builder.csp_reports(true);
+        let policy = builder.build();
+        assert!(policy.needs_nonce());
+        let nonce = Nonce::generate();
+        let mut headers = HeaderMap::new();
+        policy.apply_with_nonce(&mut headers, Some(&nonce));
+        let n = std::str::from_utf8(nonce.as_bytes()).unwrap();
+        assert_eq!(
+            headers["content-security-policy"],
+            format!("script-src 'nonce-{n}'; report-uri /.well-known/rampart/csp-report; report-to rampart-csp").as_str()
+        );
+        assert_eq!(
+            headers["reporting-endpoints"],
+            "rampart-csp=\"/.well-known/rampart/csp-report\""
+        );
+        // No random bytes: no script may run, rather than a guessable nonce.
+        let mut headers = HeaderMap::new();
+        policy.apply_with_nonce(&mut headers, Some(&Nonce::unavailable()));
+        assert_eq!(headers["content-security-policy"], csp::NO_SCRIPT_POLICY);
     }
 
     #[test]

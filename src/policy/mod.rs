@@ -2,8 +2,12 @@
 //! the client, security headers on every response.
 
 pub mod access;
+pub mod auth;
 pub mod ban;
 pub mod cookies;
 pub mod cors;
+pub mod csp;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
 pub mod headers;
 pub mod ratelimit;

@@ -101,6 +101,11 @@ static HOP_BY_HOP: [&HeaderName; 9] = [
     &header::PROXY_AUTHENTICATE,
 ];
 
+/// One of the fixed hop-by-hop headers (not counting those a `Connection` header names).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
 /// Removes hop-by-hop headers and every header named in `Connection` (RFC 9110 §7.6.1).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names first: most messages carry none of these (or only Connection),

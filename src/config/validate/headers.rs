@@ -18,6 +18,7 @@ pub(super) fn headers(
         Preset::Strict
     });
     let mut builder = HeaderPolicyBuilder::from_preset(preset);
+    builder.csp_reports(headers.csp_reports);
     apply_header_layer(
         v,
         &mut builder,
