@@ -228,16 +228,32 @@ async fn every_metric_of_the_rules_and_the_dashboard_is_in_a_real_scrape() {
     let dead = format!("http://{}", dead_addr().await);
     let dead2 = format!("http://{}", dead_addr().await);
     let dir = tempfile::tempdir().unwrap();
+    // A users file for basic_auth, hashed by the binary itself.
+    let hashed = {
+        use std::io::Write;
+        let mut child = rampart(dir.path())
+            .arg("hash-password")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"secret\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    std::fs::write(dir.path().join("admin.users"), format!("ops:{hashed}\n")).unwrap();
     let (https, admin) = (free_addr().await, free_addr().await);
     let config = format!(
         "[listen]\nhttps = \"{https}\"\nadmin = \"{admin}\"\n\n\
          [tls]\ncert = \"certs/dev.crt\"\nkey = \"certs/dev.key\"\nself_signed_if_missing = true\n\n\
+         [headers]\ncsp_reports = true\n\n\
          [log]\naccess = false\n\n\
          [upstreams.app]\nservers = [\"{}\"]\n\n\
          [upstreams.gone]\nservers = [\"{dead}\", \"{dead2}\"]\nretries = 1\npassive_failures = 1\n\n\
          [[routes]]\nname = \"limited\"\npath = \"/limited\"\nrate_limit = {{ rate = \"1/h\", burst = 1 }}\nban = {{ after = 2 }}\n\
          respond = {{ status = 200, body = \"ok\" }}\n\n\
          [[routes]]\nname = \"gone\"\npath = \"/gone/\"\nupstream = \"gone\"\n\n\
+         [[routes]]\nname = \"admin\"\npath = \"/admin/\"\nupstream = \"app\"\nbasic_auth = {{ realm = \"admin\", users = \"admin.users\" }}\n\n\
          [[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"app\"\n",
         up.server()
     );
@@ -268,6 +284,17 @@ async fn every_metric_of_the_rules_and_the_dashboard_is_in_a_real_scrape() {
     assert_eq!(status("/limited").await, 429);
     assert_eq!(status("/gone/x").await, 502);
     assert_eq!(status("/gone/x").await, 503);
+    // A refused login (basic_auth's 401) and a browser's CSP violation report.
+    assert_eq!(status("/admin/").await, 401);
+    let report = r#"{"csp-report":{"document-uri":"https://localhost/","violated-directive":"script-src-elem","effective-directive":"script-src-elem","blocked-uri":"https://evil.example/x.js","disposition":"enforce"}}"#;
+    let reported = client
+        .post(url("/.well-known/rampart/csp-report"))
+        .header("content-type", "application/csp-report")
+        .body(report)
+        .send()
+        .await
+        .unwrap();
+    assert!(reported.status().is_success(), "{}", reported.status());
     // A failed TLS handshake: bytes that are no ClientHello.
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -298,6 +325,11 @@ async fn every_metric_of_the_rules_and_the_dashboard_is_in_a_real_scrape() {
     }
 
     let text = scrape(admin).await.expect("scrape");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("rampart_csp_violations_total{") && !l.ends_with(" 0")),
+        "the CSP report was not counted:\n{text}"
+    );
     // The counters the traffic moved.
     for (series, at_least) in [
         (
@@ -306,6 +338,10 @@ async fn every_metric_of_the_rules_and_the_dashboard_is_in_a_real_scrape() {
         ),
         ("rampart_rate_limited_total{route=\"limited\"}", 1.0),
         ("rampart_bans_total{route=\"limited\"}", 1.0),
+        (
+            "rampart_auth_requests_total{kind=\"basic\",outcome=\"denied\",route=\"admin\"}",
+            1.0,
+        ),
         (
             "rampart_upstream_errors_total{kind=\"connect\",upstream=\"gone\"}",
             1.0,
