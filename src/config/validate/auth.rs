@@ -81,3 +81,34 @@ pub(super) fn route_auth(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_config::*;
+
+    #[test]
+    fn users_files_and_auth_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("admin.users");
+        std::fs::write(&users, "ops:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n").unwrap();
+        let route = |auth: &str| {
+            format!("[upstreams.app]\nservers = [\"http://127.0.0.1:8000\"]\n\n[[routes]]\npath = \"/admin/\"\nupstream = \"app\"\n{auth}")
+        };
+        let basic = format!(
+            "basic_auth = {{ realm = \"admin\", users = {:?} }}",
+            users.display().to_string()
+        );
+        // A SHA-1 line: refused, naming the users file's line.
+        let errors = load(&with(&route(&basic))).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, "routes[0].basic_auth.users");
+        let missing = route("basic_auth = { realm = \"admin\", users = \"/nonexistent/users\" }");
+        assert_eq!(error_keys(&missing), ["routes[0].basic_auth.users"]);
+        let forward = "forward_auth = { url = \"http://127.0.0.1:9091/api/verify\", copy_headers = [\"Remote-User\"] }";
+        assert!(load(&with(&route(forward))).is_ok());
+        let both = route(&format!("{basic}\n{forward}"));
+        assert_eq!(error_keys(&both), ["routes[0].forward_auth"]);
+        let https = route("forward_auth = { url = \"https://auth.example/verify\" }");
+        assert_eq!(error_keys(&https), ["routes[0].forward_auth"]);
+    }
+}
