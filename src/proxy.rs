@@ -133,14 +133,12 @@ pub async fn handle(
     // a static route); the 403 of a ban is not a strike. Only a strike costs anything here
     // (with a shared store, one Redis round trip, bounded).
     if !banned {
-        strike(
-            snapshot,
-            connection,
-            &routed,
-            client,
-            response.status().as_u16(),
-        )
-        .await;
+        // Boxed, and only when the status is a strike: the jail's (Redis) future is large, and
+        // inline it would grow every request's future and each copy of it.
+        let status = response.status().as_u16();
+        if let Some(rule) = strike_rule(snapshot, &routed, client, status) {
+            Box::pin(strike(snapshot, connection, &routed, rule, client, status)).await;
+        }
     }
 
     // Labels are config names and fixed sets only, whatever the client sent.
@@ -164,26 +162,33 @@ pub async fn handle(
     }
 }
 
-/// Counts a response against the client under its route's jail rule (`[ban]` for responses
-/// made before a route was found). The peer a trusted proxy is never counted: without an
-/// X-Forwarded-For it would be its own client, and banning it would ban everyone behind it.
-async fn strike(
-    snapshot: &Snapshot,
-    connection: &Connection,
-    routed: &Routed<'_>,
+/// The jail rule a response counts under, when its status is a strike: the route's (`[ban]`
+/// for responses made before a route was found). The peer a trusted proxy is never counted:
+/// without an X-Forwarded-For it would be its own client, and banning it would ban everyone
+/// behind it.
+fn strike_rule<'s>(
+    snapshot: &'s Snapshot,
+    routed: &Routed<'s>,
     client: IpAddr,
     status: u16,
-) {
+) -> Option<&'s crate::policy::ban::BanRule> {
     let rule = match routed.route {
         Some(route) => route.ban.as_deref(),
         None => snapshot.bans.default_rule.as_deref(),
     };
-    let Some(rule) = rule.filter(|rule| rule.counts(status)) else {
-        return;
-    };
-    if is_trusted(client, &snapshot.client.trusted_proxies) {
-        return;
-    }
+    let rule = rule.filter(|rule| rule.counts(status))?;
+    (!is_trusted(client, &snapshot.client.trusted_proxies)).then_some(rule)
+}
+
+/// Counts a strike (see [`strike_rule`] for which responses are strikes).
+async fn strike(
+    snapshot: &Snapshot,
+    connection: &Connection,
+    routed: &Routed<'_>,
+    rule: &crate::policy::ban::BanRule,
+    client: IpAddr,
+    status: u16,
+) {
     let bans = &snapshot.bans;
     let route = routed.route.map_or(NO_ROUTE, |route| route.name.as_str());
     if let Some(ban) = bans
@@ -314,13 +319,14 @@ async fn route_and_act<'s>(
         .as_ref()
         .filter(|_| request.uri().path() == csp::REPORT_PATH)
     {
-        let result = crate::csp_report::serve_report(
+        // Boxed: a rare path whose future would otherwise enlarge every request's.
+        let result = Box::pin(crate::csp_report::serve_report(
             request,
             snapshot,
             limiter,
             &host.name,
             &connection.metrics,
-        )
+        ))
         .await;
         return (result, Routed::host(host));
     }
@@ -433,7 +439,8 @@ async fn act(
     //     body limit and the action. A refusal is an ordinary response of the route (401 from
     //     basic_auth, the auth server's own answer), so a status-based jail counts it.
     if let Some(auth) = &route.auth {
-        if let Some(refused) = authenticate(
+        // Boxed: the auth server's exchange is a large future, awaited on auth routes only.
+        if let Some(refused) = Box::pin(authenticate(
             auth,
             &mut request,
             connection,
@@ -442,7 +449,7 @@ async fn act(
             host,
             path,
             client,
-        )
+        ))
         .await
         {
             return refused;
