@@ -311,6 +311,7 @@ async fn connect(
         .authority()
         .ok_or_else(|| format!("{url}: no host"))?
         .clone();
+    // `[::1]` in a URL, `::1` for a socket.
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -337,32 +338,9 @@ pub fn configured_admin_base(path: &Path) -> Option<String> {
 }
 
 async fn probe_once(url: &str) -> Result<(), String> {
-    let uri: Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!(
-            "{url}: only http:// URLs (the admin listener speaks plain HTTP)"
-        ));
-    }
-    let authority = uri
-        .authority()
-        .ok_or_else(|| format!("{url}: no host"))?
-        .clone();
-    // `[::1]` in a URL, `::1` for a socket.
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let port = authority.port_u16().unwrap_or(80);
-    let tcp = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|err| format!("{url}: cannot connect: {err}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|err| format!("{url}: {err}"))?;
-    tokio::spawn(connection);
-    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let (mut sender, authority, target) = connect(url).await?;
     let request = Request::get(target)
-        .header(header::HOST, authority.as_str())
+        .header(header::HOST, authority)
         .body(Empty::<Bytes>::new())
         .map_err(|err| format!("{url}: {err}"))?;
     let response = sender

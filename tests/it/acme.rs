@@ -384,10 +384,12 @@ fn load(dir: &std::path::Path, acme: &str) -> rampart::Snapshot {
     rampart::config::load_str(&base(dir, acme, "\"app.example.org\""), "acme.toml").unwrap()
 }
 
-/// Starts rampart with one ACME certificate (`challenge`) and pebble validating against its
-/// listeners; waits for the certificate, checks it verifies to pebble's root, then starts a
-/// second rampart on the same storage (a restart) and checks it serves without a new order.
-async fn pebble_issues_and_a_restart_reuses(challenge: &str) {
+/// rampart with one ACME certificate (`challenge`, storage in a fresh directory), then pebble
+/// validating against its listeners: the directory, the `[acme]` text, the server, pebble.
+async fn serve_with_pebble(
+    challenge: &str,
+    options: PebbleOptions,
+) -> (tempfile::TempDir, String, rampart::ServerHandle, Pebble) {
     let dir = tempfile::tempdir().unwrap();
     let pebble_port = free_port();
     let acme = pebble_acme(dir.path(), pebble_port, challenge);
@@ -399,8 +401,16 @@ async fn pebble_issues_and_a_restart_reuses(challenge: &str) {
         pebble_port,
         server.http_addr().unwrap().port(),
         server.https_addr().port(),
-        PebbleOptions::default(),
+        options,
     );
+    (dir, acme, server, pebble)
+}
+
+/// Starts rampart with one ACME certificate (`challenge`) and pebble validating against its
+/// listeners; waits for the certificate, checks it verifies to pebble's root, then starts a
+/// second rampart on the same storage (a restart) and checks it serves without a new order.
+async fn pebble_issues_and_a_restart_reuses(challenge: &str) {
+    let (dir, acme, server, pebble) = serve_with_pebble(challenge, PebbleOptions::default()).await;
 
     assert!(
         ready_within(&server, Duration::from_secs(180)).await,
@@ -494,23 +504,15 @@ async fn pebble_down_at_start_then_up_issues_without_a_restart() {
 /// survived, and the certificate arrives once the name resolves to rampart.
 #[tokio::test]
 async fn bad_nonces_and_a_failed_validation_are_survived() {
-    let dir = tempfile::tempdir().unwrap();
-    let pebble_port = free_port();
-    let acme = pebble_acme(dir.path(), pebble_port, "http-01");
-    let server = rampart::Server::start(load(dir.path(), &acme))
-        .await
-        .unwrap();
-    let pebble = Pebble::start(
-        dir.path(),
-        pebble_port,
-        server.http_addr().unwrap().port(),
-        server.https_addr().port(),
+    let (dir, _, server, pebble) = serve_with_pebble(
+        "http-01",
         PebbleOptions {
             nonce_reject: Some(30),
             default_ipv4: Some("127.0.0.2"),
             ..PebbleOptions::default()
         },
-    );
+    )
+    .await;
     // Pebble's answer names the address it could not reach.
     wait_for_failure(dir.path(), &server, "127.0.0.2").await;
     assert_eq!(orders(&server, "valid"), 0);
@@ -529,22 +531,14 @@ async fn bad_nonces_and_a_failed_validation_are_survived() {
 /// handshakes get the new certificate.
 #[tokio::test]
 async fn a_short_lived_certificate_is_renewed_under_load() {
-    let dir = tempfile::tempdir().unwrap();
-    let pebble_port = free_port();
-    let acme = pebble_acme(dir.path(), pebble_port, "tls-alpn-01");
-    let server = rampart::Server::start(load(dir.path(), &acme))
-        .await
-        .unwrap();
-    let pebble = Pebble::start(
-        dir.path(),
-        pebble_port,
-        server.http_addr().unwrap().port(),
-        server.https_addr().port(),
+    let (_dir, _, server, pebble) = serve_with_pebble(
+        "tls-alpn-01",
         PebbleOptions {
             validity: Some(30),
             ..PebbleOptions::default()
         },
-    );
+    )
+    .await;
     assert!(
         ready_within(&server, Duration::from_secs(180)).await,
         "no certificate from pebble"

@@ -339,24 +339,9 @@ async fn a_login_route_bans_on_its_own_401s_after_its_own_count() {
     assert_eq!(status(&other, &proxy, "/").await, Some(200));
 }
 
-fn load(body: &str) -> Result<Vec<String>, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("c.crt");
-    let key = dir.path().join("c.key");
-    rampart::certgen::write_self_signed(&["localhost".to_string()], &cert, &key).unwrap();
-    let text = format!(
-        "[listen]\nhttps = \"127.0.0.1:0\"\n\n[tls]\ncert = {:?}\nkey = {:?}\n\n[upstreams.app]\nservers = [\"http://127.0.0.1:9\"]\n\n{body}",
-        cert.display().to_string(),
-        key.display().to_string()
-    );
-    rampart::config::load_str(&text, "test.toml")
-        .map(|snapshot| snapshot.warnings.clone())
-        .map_err(|errors| errors.to_string())
-}
-
 #[test]
 fn bad_ban_settings_are_refused_with_their_line() {
-    let errors = load(
+    let errors = load_config_body(
         "[ban]\nstrikes = [200, 429]\nafter = 0\nwithin = \"0s\"\nstore = \"memcached\"\n\n[[routes]]\nupstream = \"app\"\nban = { after = 0, strikes = [302] }\n",
     )
     .unwrap_err();
@@ -371,13 +356,14 @@ fn bad_ban_settings_are_refused_with_their_line() {
     ] {
         assert!(errors.contains(expected), "{expected}: {errors}");
     }
-    let errors = load("[ban]\nstore = \"redis\"\n").unwrap_err();
+    let errors = load_config_body("[ban]\nstore = \"redis\"\n").unwrap_err();
     assert!(errors.contains("[rate_limit].redis_url"), "{errors}");
     let errors =
-        load("[[routes]]\nupstream = \"app\"\nban = { after = 3, strikez = [401] }\n").unwrap_err();
+        load_config_body("[[routes]]\nupstream = \"app\"\nban = { after = 3, strikez = [401] }\n")
+            .unwrap_err();
     assert!(errors.contains("routes"), "{errors}");
-    assert!(load("[[routes]]\nupstream = \"app\"\nban = false\n").is_ok());
-    assert!(load("[ban]\nallow = [\"10.0.0.0/8\"]\nstore = \"local\"\n").is_ok());
+    assert!(load_config_body("[[routes]]\nupstream = \"app\"\nban = false\n").is_ok());
+    assert!(load_config_body("[ban]\nallow = [\"10.0.0.0/8\"]\nstore = \"local\"\n").is_ok());
 }
 
 /// Heads hyper refuses before the pipeline runs (its own 400, rewritten by rampart) are strikes

@@ -235,25 +235,9 @@ async fn requests_the_ip_rules_refuse_do_not_use_the_quota() {
 // Config checks
 // ---------------------------------------------------------------------------------------------
 
-/// Loads `body` after a valid `[listen]` and `[tls]`; returns the warnings or the errors.
-fn load(body: &str) -> Result<Vec<String>, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("c.crt");
-    let key = dir.path().join("c.key");
-    rampart::certgen::write_self_signed(&["localhost".to_string()], &cert, &key).unwrap();
-    let text = format!(
-        "[listen]\nhttps = \"127.0.0.1:0\"\n\n[tls]\ncert = {:?}\nkey = {:?}\n\n[upstreams.app]\nservers = [\"http://127.0.0.1:9\"]\n\n{body}",
-        cert.display().to_string(),
-        key.display().to_string()
-    );
-    rampart::config::load_str(&text, "test.toml")
-        .map(|snapshot| snapshot.warnings.clone())
-        .map_err(|errors| errors.to_string())
-}
-
 #[test]
 fn bad_keys_and_bursts_are_refused_with_their_line() {
-    let errors = load(
+    let errors = load_config_body(
         "[[routes]]\nupstream = \"app\"\nrate_limit = { rate = \"5/min\", key = \"cookie:session\" }\n\n[[routes]]\npath = \"/b/\"\nupstream = \"app\"\nrate_limit = { rate = \"5/min\", burst = 0 }\n",
     )
     .unwrap_err();
@@ -275,25 +259,27 @@ fn bad_keys_and_bursts_are_refused_with_their_line() {
 
 #[test]
 fn max_keys_is_bounded() {
-    let errors = load("[rate_limit]\nmax_keys = 10\n").unwrap_err();
+    let errors = load_config_body("[rate_limit]\nmax_keys = 10\n").unwrap_err();
     assert!(errors.contains("rate_limit.max_keys"), "{errors}");
-    assert!(load("[rate_limit]\nmax_keys = 1000\n").is_ok());
+    assert!(load_config_body("[rate_limit]\nmax_keys = 1000\n").is_ok());
 }
 
 #[test]
 fn redis_loads_without_redis_and_checks_its_url() {
     // Nothing listens on port 1: loading a config never connects.
-    let warnings = load(
+    let warnings = load_config_body(
         "[rate_limit]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\n\n[[routes]]\nupstream = \"app\"\nrate_limit = { rate = \"10/s\" }\n",
     )
     .unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
-    let errors = load("[rate_limit]\nstore = \"redis\"\nredis_url = \"http://127.0.0.1:6379\"\n")
-        .unwrap_err();
+    let errors = load_config_body(
+        "[rate_limit]\nstore = \"redis\"\nredis_url = \"http://127.0.0.1:6379\"\n",
+    )
+    .unwrap_err();
     assert!(errors.contains("rate_limit.redis_url"), "{errors}");
-    let errors = load("[rate_limit]\nstore = \"redis\"\n").unwrap_err();
+    let errors = load_config_body("[rate_limit]\nstore = \"redis\"\n").unwrap_err();
     assert!(errors.contains("rate_limit.redis_url"), "{errors}");
-    assert!(load("[rate_limit]\nstore = \"local\"\n")
+    assert!(load_config_body("[rate_limit]\nstore = \"local\"\n")
         .unwrap()
         .is_empty());
 }

@@ -19,7 +19,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 
 use super::Key;
@@ -177,14 +177,7 @@ impl RedisStore {
     async fn run(&self, redis_key: &str, t_us: u64, tau_us: u64) -> redis::RedisResult<Answer> {
         let manager = self
             .connection
-            .get_or_try_init(|| {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(self.timeout)
-                    .set_response_timeout(self.timeout)
-                    .set_number_of_retries(2)
-                    .set_max_delay(1000);
-                ConnectionManager::new_with_config(self.client.clone(), config)
-            })
+            .get_or_try_init(|| super::super::redis_connection(&self.client, self.timeout, 2))
             .await?;
         let mut connection = manager.clone();
         let (allowed, remaining, reset, retry_after): (i64, i64, i64, i64) = self

@@ -1507,3 +1507,20 @@ pub fn write(path: &std::path::Path, content: impl AsRef<[u8]>) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, content).unwrap();
 }
+
+/// Loads `body` after a valid `[listen]`, `[tls]` and an `app` upstream; returns the warnings
+/// or the errors (with file:line).
+pub fn load_config_body(body: &str) -> Result<Vec<String>, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("c.crt");
+    let key = dir.path().join("c.key");
+    rampart::certgen::write_self_signed(&["localhost".to_string()], &cert, &key).unwrap();
+    let text = format!(
+        "[listen]\nhttps = \"127.0.0.1:0\"\n\n[tls]\ncert = {:?}\nkey = {:?}\n\n[upstreams.app]\nservers = [\"http://127.0.0.1:9\"]\n\n{body}",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    rampart::config::load_str(&text, "test.toml")
+        .map(|snapshot| snapshot.warnings.clone())
+        .map_err(|errors| errors.to_string())
+}
