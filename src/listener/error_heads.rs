@@ -47,6 +47,11 @@ impl ResponseGate {
     }
 
     fn may_be_hyper_error(&self) -> bool {
+        self.awaits_head()
+    }
+
+    /// No response is open and the connection is no tunnel: it waits for (or reads) a head.
+    pub fn awaits_head(&self) -> bool {
         !self.open.load(Ordering::Acquire) && !self.tunnel.load(Ordering::Acquire)
     }
 }

@@ -45,9 +45,10 @@ fn connection_builder(
     builder
         .http1()
         .timer(TokioTimer::new())
-        // Slowloris: a request head must arrive within header_timeout. hyper also starts this
-        // timer while a keep-alive connection waits for its next request.
-        .header_read_timeout(limits.header_timeout)
+        // Slowloris: a request head must arrive within header_timeout, from the end of the last
+        // response. The connection's own timer keeps that deadline (`IdleIo::with_head_deadline`);
+        // hyper's would cost a timer per request.
+        .header_read_timeout(None)
         .max_buf_size(h1_buffer_size(limits));
     // HTTP/2 abuse bounds (tests/attack_h2.rs shows each one at work). The h2 crate also
     // answers CONTINUATION floods (GOAWAY after max_header_list_size / frame size + 25%
@@ -219,7 +220,13 @@ pub async fn run(
                 .metrics
                 .client_timeouts
                 .with_label_values(&["send"]);
+            // HTTP/1: which written bytes are a response of the service (listener/error_heads.rs).
+            let gate = (!h2).then(|| Arc::new(ResponseGate::default()));
             let io = IdleIo::new(tls, deadlines, in_flight).counting_send_timeouts(send_timeouts);
+            let io = match &gate {
+                Some(gate) => io.with_head_deadline(gate.clone(), limits.header_timeout),
+                None => io,
+            };
             let builder = connection_builder(&limits, h2, Some(connection.metrics.clone()));
             let service_shared = shared.clone();
             let resets = PrematureResets::new();
@@ -228,8 +235,6 @@ pub async fn run(
                 .http2_resets
                 .with_label_values(&["rapid_reset"]);
             let service_resets = resets.clone();
-            // HTTP/1: which written bytes are a response of the service (listener/error_heads.rs).
-            let gate = (!h2).then(|| Arc::new(ResponseGate::default()));
             let service_gate = gate.clone();
             let metrics = connection.metrics.clone();
             let service = service_fn(move |request| {

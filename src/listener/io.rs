@@ -6,9 +6,17 @@
 //! - send (`client.send_timeout`, nginx's `send_timeout`): runs while a write to the client is
 //!   blocked (its receive window is full), whatever is in flight; only a write that moves pushes
 //!   it back, so a client cannot keep a stalled response alive by sending bytes.
+//! - head (`client.header_timeout`, HTTP/1 only, nginx's `client_header_timeout`): runs while no
+//!   response is on its way out ([`ResponseGate`]: from the end of the last response, or the
+//!   connection's start, until the service is called for the next request); reads do not push
+//!   it back, so a client trickling a head (slowloris) is closed when it passes. This is
+//!   hyper's `header_read_timeout`, which costs a timer of its own per request (a boxed `Sleep`
+//!   inserted into and removed from tokio's timer wheel).
 //!
-//! One timer serves both, reset lazily (only when it fires, or once when a write first blocks),
-//! so the hot path pays one clock read per read or write.
+//! One timer serves all three, reset lazily (only when it fires, or once when a write first
+//! blocks), so the hot path pays one clock read per read or write. With a head deadline, the
+//! timer fires at least every `header_timeout`: a head deadline starts at the last write, never
+//! earlier than the timer's last reset, so it cannot pass before the timer next fires.
 
 use std::future::Future;
 use std::io;
@@ -20,6 +28,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use super::error_heads::ResponseGate;
 
 /// Requests in flight on one connection; the idle deadline is paused while it is non-zero.
 #[derive(Debug, Default)]
@@ -72,8 +82,20 @@ impl<T> IdleIo<T> {
                 write_blocked: false,
                 in_flight,
                 send_timeouts: None,
+                head: None,
             },
         }
+    }
+
+    /// HTTP/1: a request head must arrive within `timeout` of the end of the last response
+    /// (or of now), as `gate` tells them.
+    pub fn with_head_deadline(mut self, gate: Arc<ResponseGate>, timeout: Duration) -> Self {
+        let first = self.clock.last_write + timeout;
+        if self.clock.timer.deadline() > first {
+            self.clock.timer.as_mut().reset(first);
+        }
+        self.clock.head = Some(HeadDeadline { gate, timeout });
+        self
     }
 
     /// Counts the connection in `counter` when its send deadline passes.
@@ -101,6 +123,13 @@ struct Clock {
     /// `rampart_client_timeouts_total{kind="send"}`, counted once when the send deadline
     /// passes.
     send_timeouts: Option<prometheus::IntCounter>,
+    head: Option<HeadDeadline>,
+}
+
+/// See the module's doc.
+struct HeadDeadline {
+    gate: Arc<ResponseGate>,
+    timeout: Duration,
 }
 
 impl Clock {
@@ -171,6 +200,20 @@ impl Clock {
             };
             if self.write_blocked {
                 next = next.min(send_deadline);
+            }
+            if let Some(head) = &self.head {
+                let head_deadline = self.last_write + head.timeout;
+                if head.gate.awaits_head() {
+                    if head_deadline <= now {
+                        return Poll::Ready(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "request head timeout",
+                        ));
+                    }
+                    next = next.min(head_deadline);
+                }
+                // A head deadline that starts later cannot pass before this.
+                next = next.min(now + head.timeout);
             }
             self.timer.as_mut().reset(next);
         }

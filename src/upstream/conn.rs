@@ -14,6 +14,12 @@
 //! `keepalive_timeout` is closed, on reuse or by [`sweep_idle`] (lists of servers a reload
 //! removed included).
 //!
+//! The response deadline (`response_timeout`: from the start of the exchange to the response
+//! head) is one timer per connection, not one per request: the connection's timer stays
+//! registered with tokio between requests and is moved only when it fires before the current
+//! request's deadline (lazily, as the client side's `listener::io` does), so a request pays a
+//! clock read and a poll instead of a timer-wheel insertion and removal.
+//!
 //! The check before reuse is hyper's own: a client connection with no request in flight reads
 //! with `require_empty_read` before it writes, so one that was closed (the server's keep-alive
 //! timeout) or that received bytes nobody asked for (out of step) fails the send and hands the
@@ -99,11 +105,14 @@ impl Dialer {
     }
 
     /// Sends `request` on an idle connection of this worker, or a new one, and returns the
-    /// response head with a body that drives the connection to the end.
+    /// response head with a body that drives the connection to the end. Without a head
+    /// within `timeout` (connecting included): [`ExchangeError::Timeout`].
     pub async fn exchange(
         &self,
         request: Request<RequestBody>,
+        timeout: Duration,
     ) -> Result<Response<UpstreamBody>, ExchangeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut request = request;
         // After hyper handed a request back, it goes on a new connection.
         let mut reuse = true;
@@ -111,10 +120,14 @@ impl Dialer {
             let idle = if reuse { self.pool.take() } else { None };
             let conn = match idle {
                 Some(conn) => conn,
-                None => self.connect().await?,
+                // A new connection is rare: its own timer bounds the connect.
+                None => match tokio::time::timeout_at(deadline, self.connect(deadline)).await {
+                    Ok(connected) => connected?,
+                    Err(_) => return Err(ExchangeError::Timeout),
+                },
             };
             let reused = conn.reused;
-            match exchange(conn, request).await {
+            match exchange(conn, request, deadline).await {
                 Ok((response, conn)) => {
                     let keep_alive = !asks_to_close(response.headers());
                     let pool = self.pool;
@@ -129,7 +142,7 @@ impl Dialer {
                 // hyper hands a request back only when not a byte of it was written: a pooled
                 // connection the server closed, or wrote to, while it sat idle. Safe to send
                 // again, on a new connection, whatever the method.
-                Err(mut err) => match err.take_message() {
+                Err(SendError::Hyper(mut err)) => match err.take_message() {
                     Some(unsent) if reused => {
                         request = unsent;
                         reuse = false;
@@ -141,11 +154,13 @@ impl Dialer {
                         })
                     }
                 },
+                Err(SendError::Timeout) => return Err(ExchangeError::Timeout),
             }
         }
     }
 
-    async fn connect(&self) -> Result<UpstreamConn, ExchangeError> {
+    /// A new connection; its response timer starts at the exchange's `deadline`.
+    async fn connect(&self, deadline: tokio::time::Instant) -> Result<UpstreamConn, ExchangeError> {
         let stream = match tokio::time::timeout(self.connect_timeout, self.open()).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => return Err(ExchangeError::Connect(err)),
@@ -165,6 +180,7 @@ impl Dialer {
             conn: Box::pin(conn.with_upgrades()),
             reused: false,
             expires: Instant::now(),
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
         })
     }
 
@@ -188,6 +204,8 @@ pub enum ExchangeError {
     /// The request was (at least partly) sent and the exchange failed; `reused`: on a
     /// connection that had answered before.
     Failed { error: hyper::Error, reused: bool },
+    /// No response head within the exchange's timeout (`response_timeout`).
+    Timeout,
 }
 
 impl std::fmt::Display for ExchangeError {
@@ -195,6 +213,7 @@ impl std::fmt::Display for ExchangeError {
         match self {
             ExchangeError::Connect(err) => write!(f, "connect: {err}"),
             ExchangeError::Failed { error, .. } => write!(f, "{error}"),
+            ExchangeError::Timeout => f.write_str("no response head in time"),
         }
     }
 }
@@ -204,6 +223,7 @@ impl std::error::Error for ExchangeError {
         match self {
             ExchangeError::Connect(err) => Some(err),
             ExchangeError::Failed { error, .. } => Some(error),
+            ExchangeError::Timeout => None,
         }
     }
 }
@@ -251,6 +271,9 @@ pub struct UpstreamConn {
     reused: bool,
     /// While idle: when it is closed instead of reused.
     expires: Instant,
+    /// The response deadline's timer (see the module's doc): set for this or an earlier
+    /// request's deadline, never a later one.
+    timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl std::fmt::Debug for UpstreamConn {
@@ -268,20 +291,31 @@ impl UpstreamConn {
     }
 }
 
-type SendResult = Result<
-    (Response<Incoming>, Option<UpstreamConn>),
-    hyper::client::conn::TrySendError<Request<RequestBody>>,
->;
+enum SendError {
+    Hyper(hyper::client::conn::TrySendError<Request<RequestBody>>),
+    Timeout,
+}
 
-/// Sends the request and waits for the response head, polling the connection meanwhile.
-/// Gives the connection back unless it ended.
-async fn exchange(upstream: UpstreamConn, request: Request<RequestBody>) -> SendResult {
+type SendResult = Result<(Response<Incoming>, Option<UpstreamConn>), SendError>;
+
+/// Sends the request and waits for the response head until `deadline`, polling the connection
+/// meanwhile. Gives the connection back unless it ended.
+async fn exchange(
+    upstream: UpstreamConn,
+    request: Request<RequestBody>,
+    deadline: tokio::time::Instant,
+) -> SendResult {
     let UpstreamConn {
         mut send,
         conn,
         reused,
         expires,
+        mut timer,
     } = upstream;
+    // The timer may only be late for this deadline, never early (see `expired`).
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
     let mut conn = Some(conn);
     let mut response = pin!(send.try_send_request(request));
     let result = poll_fn(|cx| {
@@ -292,7 +326,10 @@ async fn exchange(upstream: UpstreamConn, request: Request<RequestBody>) -> Send
                 conn = None;
             }
         }
-        response.as_mut().poll(cx)
+        if let Poll::Ready(result) = response.as_mut().poll(cx) {
+            return Poll::Ready(result.map_err(SendError::Hyper));
+        }
+        expired(&mut timer, deadline, cx).map(|()| Err(SendError::Timeout))
     })
     .await;
     result.map(|response| {
@@ -301,9 +338,26 @@ async fn exchange(upstream: UpstreamConn, request: Request<RequestBody>) -> Send
             conn,
             reused,
             expires,
+            timer,
         });
         (response, conn)
     })
+}
+
+/// `Ready` once `deadline` has passed. The timer fires at its own deadline, this or an earlier
+/// request's; fired early, it is moved to `deadline` (once per early firing, not per request).
+fn expired(
+    timer: &mut Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    while timer.as_mut().poll(cx).is_ready() {
+        if tokio::time::Instant::now() >= deadline {
+            return Poll::Ready(());
+        }
+        timer.as_mut().reset(deadline);
+    }
+    Poll::Pending
 }
 
 /// The response's `Connection` header asks to close after it (RFC 9112 §9.6).

@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::request_body::{
     caused_by, AbandonBody, BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody,
 };
-use crate::upstream::conn::UpstreamBody;
+use crate::upstream::conn::{ExchangeError, UpstreamBody};
 use crate::upstream::headers::{self, is_websocket_upgrade, ClientFacts};
 use crate::upstream::health_state::InFlightRequest;
 use crate::upstream::Upstream;
@@ -121,30 +121,33 @@ pub async fn forward(
             Some(headers) => headers,
             None => spare_headers.clone().unwrap_or_default(),
         };
-        let sent = tokio::time::timeout(
-            ctx.response_timeout
-                .unwrap_or(upstream.settings.response_timeout),
-            server.exchange(upstream_request),
-        )
-        .await;
+        let sent = server
+            .exchange(
+                upstream_request,
+                ctx.response_timeout
+                    .unwrap_or(upstream.settings.response_timeout),
+            )
+            .await;
         match sent {
-            Ok(Ok(response)) => {
+            Ok(response) => {
                 upstream.request_succeeded(&pick);
                 break (response, pick);
             }
             // Out of time while the upload was waiting for the client: the client's fault (RFC
             // 9110 §15.5.9: no complete request in time), and no mark against the server.
-            Err(_elapsed) if client_wait.as_ref().is_some_and(|wait| wait.is_waiting()) => {
+            Err(ExchangeError::Timeout)
+                if client_wait.as_ref().is_some_and(|wait| wait.is_waiting()) =>
+            {
                 return Err(ProxyError::ClientBodyTimeout);
             }
-            Err(_elapsed) => {
+            Err(ExchangeError::Timeout) => {
                 tracing::warn!(upstream = %upstream.name, server = %server.label, "upstream response timeout");
                 upstream.request_failed(&pick);
                 return Err(ProxyError::UpstreamTimeout {
                     upstream: upstream.name.clone(),
                 });
             }
-            Ok(Err(err)) => {
+            Err(err) => {
                 // The client's faults say nothing about the server's health.
                 if caused_by::<BodyTooLarge>(&err) {
                     return Err(ProxyError::PayloadTooLarge);

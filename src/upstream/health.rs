@@ -129,7 +129,7 @@ async fn check_once(server: &UpstreamServer, check: &HealthCheck) -> Result<Stat
     headers.insert(header::USER_AGENT, CHECK_USER_AGENT.clone());
     let exchange = async {
         let response = server
-            .exchange(request)
+            .exchange(request, check.timeout)
             .await
             .map_err(|err| crate::error_chain::chain_text(&err))?;
         let status = response.status();

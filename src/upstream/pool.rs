@@ -300,12 +300,13 @@ impl UpstreamServer {
     }
 
     /// Sends `request` (origin-form target) and returns the response head, its body driving
-    /// the connection (`conn.rs`).
+    /// the connection (`conn.rs`); [`ExchangeError::Timeout`] without a head within `timeout`.
     pub async fn exchange(
         &self,
         request: Request<RequestBody>,
+        timeout: Duration,
     ) -> Result<Response<UpstreamBody>, ExchangeError> {
-        self.dialer.exchange(request).await
+        self.dialer.exchange(request, timeout).await
     }
 }
 

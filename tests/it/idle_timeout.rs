@@ -267,8 +267,8 @@ async fn an_idle_http1_keep_alive_connection_is_closed_after_idle_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_http1_keep_alive_connection_is_closed_after_header_timeout() {
     let up = TestUpstream::start().await;
-    // idle_timeout far above: only header_timeout (hyper's header_read_timeout, which also
-    // runs while a keep-alive connection waits for its next request) can close it.
+    // idle_timeout far above: only header_timeout (the connection's head deadline, which
+    // runs from the end of the last response: listener/io.rs) can close it.
     let proxy = TestProxy::start(&app_config(
         &up,
         "[client]\nheader_timeout = \"1s\"\nidle_timeout = \"60s\"\n",
@@ -286,6 +286,47 @@ async fn an_idle_http1_keep_alive_connection_is_closed_after_header_timeout() {
         "closed after {after:?}, well before header_timeout (1s)"
     );
     assert_eq!(up.count(), 1);
+}
+
+/// The head deadline runs only between responses: a response whose body pauses for longer than
+/// `header_timeout` (a server sending events) is not cut, and the deadline starts again from its
+/// last byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_timeout_does_not_cut_a_response_that_pauses() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(&app_config(
+        &up,
+        "[client]\nheader_timeout = \"1s\"\nidle_timeout = \"60s\"\n",
+    ))
+    .await;
+
+    let mut tls = proxy.tls().await;
+    let started = Instant::now();
+    // Three chunks 1.5 s apart: the body pauses longer than header_timeout, twice.
+    tls.write_all(b"GET /stream/3/1500 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let (resp, rest) = read_one_response(&mut tls, Duration::from_secs(20))
+        .await
+        .expect("the streamed response, whole");
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.body, b"chunk-0\nchunk-1\nchunk-2\n", "{resp:?}");
+    assert!(rest.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(2900),
+        "the body paused as asked"
+    );
+    // The connection lives on: a next request, then the head deadline from its last byte.
+    h1_keep_alive_request(&mut tls, "/after", 200, "request after the streamed one").await;
+    let idle_since = Instant::now();
+    let (bytes, closed) = read_until_closed(&mut tls, Duration::from_secs(4), "idle h1").await;
+    assert_closed_quietly(&bytes, "idle h1");
+    let after = closed.saturating_duration_since(idle_since);
+    assert!(
+        after >= Duration::from_millis(500),
+        "closed after {after:?}, well before header_timeout (1s)"
+    );
+    assert_eq!(up.count(), 2);
 }
 
 /// hyper pings idle HTTP/2 connections (every 30 s it used to be), and the client's answer is

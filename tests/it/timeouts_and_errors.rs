@@ -48,6 +48,56 @@ async fn refused_upstream_is_a_plain_502() {
     }
 }
 
+/// `response_timeout` is one timer per upstream connection, moved lazily (upstream/conn.rs): on
+/// a reused connection the deadline still runs from each request's own start. The timer fires
+/// early for a later request (set for the one before), and has already fired for a request
+/// after a long idle spell; neither may cut the request short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_timeout_runs_from_each_request_on_a_reused_connection() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::start(&single_route(
+        &[up.server()],
+        "response_timeout = \"1s\"\nretries = 0",
+        "",
+    ))
+    .await;
+    let client = proxy.client_h1();
+    let get = |path: &'static str| {
+        let client = client.clone();
+        let url = proxy.url(path);
+        async move {
+            let started = Instant::now();
+            let status = client.get(url).send().await.unwrap().status().as_u16();
+            (status, started.elapsed())
+        }
+    };
+
+    assert_eq!(get("/first").await.0, 200);
+    // The connection's timer is set for the first request's deadline, 0.4 s into the next one.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (status, elapsed) = get("/slow/700").await;
+    assert_eq!(
+        status, 200,
+        "answered in 0.7 s of a 1 s deadline, after {elapsed:?}"
+    );
+    // Idle past the deadline: the timer fired while the connection sat in the pool.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, elapsed) = get("/slow/300").await;
+    assert_eq!(status, 200, "after {elapsed:?}");
+    // And it still ends a slow one at the deadline.
+    let (status, elapsed) = get("/slow/3000").await;
+    assert_eq!(status, 504);
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(2500),
+        "504 after {elapsed:?}"
+    );
+    assert_eq!(
+        up.connections(),
+        1,
+        "the first three requests shared one upstream connection"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_upstream_is_504_after_response_timeout() {
     let up = TestUpstream::start().await;
