@@ -292,7 +292,8 @@ impl UpstreamConn {
 }
 
 enum SendError {
-    Hyper(hyper::client::conn::TrySendError<Request<RequestBody>>),
+    /// Boxed: it can hold the request handed back, and errors are rare.
+    Hyper(Box<hyper::client::conn::TrySendError<Request<RequestBody>>>),
     Timeout,
 }
 
@@ -327,7 +328,7 @@ async fn exchange(
             }
         }
         if let Poll::Ready(result) = response.as_mut().poll(cx) {
-            return Poll::Ready(result.map_err(SendError::Hyper));
+            return Poll::Ready(result.map_err(|err| SendError::Hyper(Box::new(err))));
         }
         expired(&mut timer, deadline, cx).map(|()| Err(SendError::Timeout))
     })
