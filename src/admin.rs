@@ -13,12 +13,12 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Empty;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::ResponseBody;
 use crate::errors::plain_response;
+use crate::listener::drain::Drain;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::Shared;
@@ -32,7 +32,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let graceful = Drain::new();
     while let Some((tcp, peer)) = crate::listener::next_connection(&listener, &mut shutdown).await {
         let header_timeout = shared.load().client.header_timeout;
         let watcher = graceful.watcher();

@@ -9,13 +9,13 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::ResponseBody;
 use crate::client_ip::is_trusted;
 use crate::errors::ProxyError;
+use crate::listener::drain::Drain;
 use crate::listener::io::{Deadlines, IdleIo};
 use crate::listener::limit::{Caps, ConnectionLimiter};
 use crate::listener::proxy_protocol::HeaderGuard;
@@ -30,7 +30,7 @@ pub async fn run(
     limiter: Arc<ConnectionLimiter>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let graceful = Drain::new();
     while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
         let (header_timeout, deadlines, caps, from_balancer) = {
             let snapshot = shared.load();

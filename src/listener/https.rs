@@ -6,12 +6,12 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::client_ip::is_trusted;
+use crate::listener::drain::Drain;
 use crate::listener::error_heads::{ParseErrorHeads, RefusedHeads, ResponseGate};
 use crate::listener::framing::{Framing, FramingWatch};
 use crate::listener::io::{Deadlines, IdleIo, InFlight};
@@ -94,7 +94,7 @@ pub async fn run(
     limiter: Arc<ConnectionLimiter>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let graceful = Drain::new();
     while let Some((tcp, peer)) = super::next_connection(&listener, &mut shutdown).await {
         let snapshot = shared.load_full();
         // A load balancer's connection names its client in a PROXY protocol header: its own
@@ -304,7 +304,7 @@ pub async fn run(
 
 /// Stops accepting (done by the caller), asks every connection to finish (HTTP/2 GOAWAY,
 /// HTTP/1 close after the current response) and waits up to `shutdown_grace`.
-pub(crate) async fn drain(graceful: GracefulShutdown, shared: &Shared) {
+pub(crate) async fn drain(graceful: Drain, shared: &Shared) {
     let grace = shared.load().listen.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await

@@ -1,5 +1,6 @@
 //! Listeners: accept → TLS → hyper (https), or the plain-HTTP redirector (http).
 
+pub mod drain;
 pub mod error_heads;
 pub mod framing;
 #[cfg(any(test, fuzzing))]
