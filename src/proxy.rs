@@ -127,7 +127,9 @@ pub async fn handle(
     routed
         .header_policy(snapshot)
         .apply_with_nonce(response.headers_mut(), nonce.as_ref());
-    response.headers_mut().insert(&X_REQUEST_ID, request_id);
+    response
+        .headers_mut()
+        .insert(&X_REQUEST_ID, crate::request_id::for_response(request_id));
 
     // The jail counts the status the client gets, whoever made it (the limiter, the upstream,
     // a static route); the 403 of a ban is not a strike. Only a strike costs anything here

@@ -46,9 +46,12 @@ impl HeaderPolicy {
         for (name, template) in &self.templated {
             // No nonce (the OS's random source failed): a policy that runs no script at all,
             // rather than none (which would run every script) or a guessable nonce.
-            let value = template
+            let mut value = template
                 .render(nonce)
                 .unwrap_or_else(|| HeaderValue::from_static(csp::NO_SCRIPT_POLICY));
+            // A new value on every response: never indexed by HPACK (see
+            // `request_id::for_response`), and a nonce is better kept out of shared tables.
+            value.set_sensitive(true);
             headers.insert(name.clone(), value);
         }
     }
@@ -298,6 +301,9 @@ mod tests {
             headers["content-security-policy"],
             format!("script-src 'nonce-{n}'; report-uri /.well-known/rampart/csp-report; report-to rampart-csp").as_str()
         );
+        // New on every response: kept out of HPACK's table (request_id::for_response).
+        assert!(headers["content-security-policy"].is_sensitive());
+        assert!(!headers["x-frame-options"].is_sensitive());
         assert_eq!(
             headers["reporting-endpoints"],
             "rampart-csp=\"/.well-known/rampart/csp-report\""
