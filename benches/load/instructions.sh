@@ -68,8 +68,11 @@ count() {
     # per-request figure by up to 1,800 at N=3000.
     local total calibration
     total=$(awk '/^summary:/ { print $2 }' "$OUT/$name.out")
+    # Inlining decides which frame holds it (a fat-LTO build inlines `calibrate` into
+    # `<quanta::Clock as Default>::default`): the larger of the two is the calibration.
     calibration=$(callgrind_annotate --inclusive=yes "$OUT/$name.out" 2>/dev/null |
-        awk '/quanta::Calibration::calibrate/ { gsub(",", "", $1); print $1; exit }')
+        awk '/quanta::Calibration::calibrate|<quanta::Clock as core::default::Default>::default/ {
+            gsub(",", "", $1); if ($1 + 0 > max) max = $1 + 0 } END { print max + 0 }')
     echo $((total - ${calibration:-0}))
 }
 
