@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::error_heads::ResponseGate;
+use super::response_gate::ResponseGate;
 
 /// Requests in flight on one connection; the idle deadline is paused while it is non-zero.
 #[derive(Debug, Default)]

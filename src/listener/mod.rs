@@ -12,6 +12,7 @@ pub mod limit;
 pub mod preface;
 pub mod proxy_protocol;
 pub mod resets;
+pub mod response_gate;
 pub mod stalled_streams;
 pub mod tls;
 

@@ -134,8 +134,8 @@ pin_project_lite::pin_project! {
         // What is left of a chunk being handed over in pieces.
         rest: Option<Bytes>,
         // HTTP/1: dropped with the body, it tells the connection's error-head rewriter that
-        // the response is complete (listener/error_heads.rs `ResponseGate`).
-        end: Option<crate::listener::error_heads::ResponseEnd>,
+        // the response is complete (listener/response_gate.rs).
+        end: Option<crate::listener::response_gate::ResponseEnd>,
     }
 }
 
@@ -150,7 +150,7 @@ impl WatchedBody {
     }
 
     /// HTTP/1: `end` is dropped with this body.
-    pub fn with_end(mut self, end: Option<crate::listener::error_heads::ResponseEnd>) -> Self {
+    pub fn with_end(mut self, end: Option<crate::listener::response_gate::ResponseEnd>) -> Self {
         self.end = end;
         self
     }
