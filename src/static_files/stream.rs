@@ -1,5 +1,10 @@
-//! A file (or a byte range of it) as a response body, read in bounded chunks on blocking
-//! threads: memory per response is at most two chunks, whatever the file's size.
+//! A file (or a byte range of it) as a response body, read in bounded chunks: memory per
+//! response is at most two chunks, whatever the file's size.
+//!
+//! A chunk the page cache holds is read on the worker thread (`preadv2` with `RWF_NOWAIT`, which
+//! returns `EAGAIN` rather than wait for the disk), into one buffer reused from chunk to chunk;
+//! any other is read on tokio's blocking pool, so a slow disk never stalls a worker. The blocking
+//! pool's two thread hand-offs per chunk were a quarter of the CPU serving a 1 MiB file (`perf`).
 
 use std::fs::File;
 use std::future::Future;
@@ -9,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::task::JoinHandle;
 
@@ -28,6 +33,13 @@ pub struct FileBody {
     /// Bytes not yet handed to hyper (what `size_hint` reports).
     unsent: u64,
     reading: Option<JoinHandle<io::Result<Bytes>>>,
+    /// The buffer of the reads on the worker thread: the chunk handed to hyper is split off it,
+    /// and its memory reclaimed for the next once hyper has dropped that chunk.
+    cached: BytesMut,
+    /// The file system refused `RWF_NOWAIT` (or a read on the worker failed): blocking pool only.
+    no_cached_reads: bool,
+    #[cfg(test)]
+    blocking_reads: usize,
 }
 
 impl FileBody {
@@ -38,6 +50,53 @@ impl FileBody {
             unread: len,
             unsent: len,
             reading: None,
+            cached: BytesMut::new(),
+            no_cached_reads: false,
+            #[cfg(test)]
+            blocking_reads: 0,
+        }
+    }
+
+    /// The next chunk, or the part of it the page cache holds, read on this thread. `None`:
+    /// not cached (or not possible here): read it on the blocking pool.
+    fn read_cached(&mut self) -> Option<io::Result<Bytes>> {
+        if self.no_cached_reads || self.unread == 0 || self.reading.is_some() {
+            return None;
+        }
+        let len = usize::try_from(self.unread).map_or(CHUNK, |unread| unread.min(CHUNK));
+        self.cached.reserve(len);
+        self.cached.resize(len, 0);
+        let read = rustix::io::preadv2(
+            &*self.file,
+            &mut [io::IoSliceMut::new(&mut self.cached[..])],
+            self.next_offset,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        );
+        match read {
+            Ok(0) => {
+                self.cached.clear();
+                Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                )))
+            }
+            Ok(n) => {
+                self.cached.truncate(n);
+                self.next_offset += n as u64;
+                self.unread -= n as u64;
+                Some(Ok(self.cached.split().freeze()))
+            }
+            Err(rustix::io::Errno::AGAIN) => {
+                self.cached.clear();
+                None
+            }
+            // EOPNOTSUPP (a file system without RWF_NOWAIT), EINTR, or a real error, which the
+            // blocking read will meet and report again.
+            Err(_) => {
+                self.cached.clear();
+                self.no_cached_reads = true;
+                None
+            }
         }
     }
 
@@ -54,6 +113,10 @@ impl FileBody {
         }));
         self.next_offset += len as u64;
         self.unread -= len as u64;
+        #[cfg(test)]
+        {
+            self.blocking_reads += 1;
+        }
     }
 }
 
@@ -87,6 +150,19 @@ impl Body for FileBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
+        if let Some(read) = this.read_cached() {
+            return Poll::Ready(Some(match read {
+                Ok(chunk) => {
+                    this.unsent -= chunk.len() as u64;
+                    Ok(Frame::data(chunk))
+                }
+                Err(err) => {
+                    this.unread = 0;
+                    this.unsent = 0;
+                    Err(err)
+                }
+            }));
+        }
         this.read_ahead();
         let Some(reading) = this.reading.as_mut() else {
             return Poll::Ready(None);
@@ -116,5 +192,68 @@ impl Body for FileBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.unsent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::io::Write;
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    fn temp_file(bytes: &[u8]) -> (tempfile::NamedTempFile, File) {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(bytes).unwrap();
+        file.flush().unwrap();
+        let opened = File::open(file.path()).unwrap();
+        (file, opened)
+    }
+
+    /// Whether this file system answers `RWF_NOWAIT` reads at all.
+    fn nowait_supported(file: &File) -> bool {
+        let mut byte = [0u8; 1];
+        rustix::io::preadv2(
+            file,
+            &mut [io::IoSliceMut::new(&mut byte)],
+            0,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        )
+        .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_cached_file_is_read_on_the_worker_whole_and_in_order() {
+        let bytes = pattern(CHUNK * 3 + CHUNK / 2);
+        let (_keep, file) = temp_file(&bytes);
+        let supported = nowait_supported(&file);
+        let (start, end) = (100, bytes.len() - 200);
+        let mut body = FileBody::new(file, start as u64, (end - start) as u64);
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        assert!(got == bytes[start..end], "the range, byte for byte");
+        assert!(body.is_end_stream());
+        if supported {
+            // Just written: the page cache holds all of it.
+            assert_eq!(body.blocking_reads, 0, "no chunk went to the blocking pool");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_that_shrinks_while_sent_is_an_error_not_a_short_body() {
+        let bytes = pattern(CHUNK * 2);
+        let (keep, file) = temp_file(&bytes);
+        let mut body = FileBody::new(file, 0, bytes.len() as u64);
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first.len(), CHUNK);
+        keep.as_file().set_len((CHUNK / 2) as u64).unwrap();
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(body.frame().await.is_none());
     }
 }
