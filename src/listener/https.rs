@@ -12,13 +12,14 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::client_ip::is_trusted;
 use crate::listener::drain::Drain;
-use crate::listener::error_heads::{ParseErrorHeads, RefusedHeads, ResponseGate};
+use crate::listener::error_heads::{ParseErrorHeads, RefusedHeads};
 use crate::listener::framing::{Framing, FramingWatch};
 use crate::listener::io::{Deadlines, IdleIo, InFlight};
 use crate::listener::limit::ConnectionLimiter;
 use crate::listener::preface::{self, Preface};
 use crate::listener::proxy_protocol::{HeaderGuard, UnlistedHeader};
 use crate::listener::resets::PrematureResets;
+use crate::listener::response_gate::ResponseGate;
 use crate::listener::stalled_streams::{StreamExecutor, WatchedBody};
 use crate::metrics::Metrics;
 use crate::proxy::{self, Connection};
@@ -220,7 +221,8 @@ pub async fn run(
                 .metrics
                 .client_timeouts
                 .with_label_values(&["send"]);
-            // HTTP/1: which written bytes are a response of the service (listener/error_heads.rs).
+            // HTTP/1: which written bytes are a response of the service (listener/response_gate.rs):
+            // the refused-head rewriter and the head deadline both read it.
             let gate = (!h2).then(|| Arc::new(ResponseGate::default()));
             let io = IdleIo::new(tls, deadlines, in_flight).counting_send_timeouts(send_timeouts);
             let io = match &gate {
