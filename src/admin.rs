@@ -337,19 +337,11 @@ pub fn configured_admin_base(path: &Path) -> Option<String> {
     configured_healthz_url(path).map(|url| url.trim_end_matches("/healthz").to_owned())
 }
 
+/// The health probe: the same exchange as the admin commands', a 200 wanted.
 async fn probe_once(url: &str) -> Result<(), String> {
-    let (mut sender, authority, target) = connect(url).await?;
-    let request = Request::get(target)
-        .header(header::HOST, authority)
-        .body(Empty::<Bytes>::new())
-        .map_err(|err| format!("{url}: {err}"))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|err| format!("{url}: {err}"))?;
-    match response.status() {
-        StatusCode::OK => Ok(()),
-        status => Err(format!("{url} answered {status}")),
+    match request_once(url, Method::GET).await? {
+        (StatusCode::OK, _) => Ok(()),
+        (status, _) => Err(format!("{url} answered {status}")),
     }
 }
 

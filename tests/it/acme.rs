@@ -412,11 +412,7 @@ async fn serve_with_pebble(
 async fn pebble_issues_and_a_restart_reuses(challenge: &str) {
     let (dir, acme, server, pebble) = serve_with_pebble(challenge, PebbleOptions::default()).await;
 
-    assert!(
-        ready_within(&server, Duration::from_secs(180)).await,
-        "no certificate from pebble; orders failed: {}",
-        orders(&server, "failed")
-    );
+    assert_issued(&server, "from pebble").await;
     assert!(orders(&server, "valid") >= 1);
     let root = pebble.root().await;
     assert_eq!(verified_status(&root, &server).await, 200);
@@ -489,11 +485,7 @@ async fn pebble_down_at_start_then_up_issues_without_a_restart() {
         server.https_addr().port(),
         PebbleOptions::default(),
     );
-    assert!(
-        ready_within(&server, Duration::from_secs(180)).await,
-        "no certificate after the CA came up; orders failed: {}",
-        orders(&server, "failed")
-    );
+    assert_issued(&server, "after the CA came up").await;
     assert_eq!(verified_status(&pebble.root().await, &server).await, 200);
     server.shutdown().await;
 }
@@ -517,11 +509,7 @@ async fn bad_nonces_and_a_failed_validation_are_survived() {
     wait_for_failure(dir.path(), &server, "127.0.0.2").await;
     assert_eq!(orders(&server, "valid"), 0);
     pebble.resolve_everything_to("127.0.0.1").await;
-    assert!(
-        ready_within(&server, Duration::from_secs(180)).await,
-        "no certificate after validation could succeed; orders failed: {}",
-        orders(&server, "failed")
-    );
+    assert_issued(&server, "after validation could succeed").await;
     assert_eq!(verified_status(&pebble.root().await, &server).await, 200);
     server.shutdown().await;
 }
@@ -798,11 +786,7 @@ async fn a_banned_address_still_reaches_its_http01_token() {
         https.port(),
         PebbleOptions::default(),
     );
-    assert!(
-        ready_within(&server, Duration::from_secs(180)).await,
-        "no certificate while 127.0.0.1 is banned; orders failed: {}",
-        orders(&server, "failed")
-    );
+    assert_issued(&server, "while 127.0.0.1 is banned").await;
     assert_eq!(pebble.orders_received(), 1);
     server.shutdown().await;
 }
@@ -817,6 +801,15 @@ fn orders(server: &rampart::ServerHandle, result: &str) -> u64 {
 }
 
 /// Whether `/readyz` answers 200 (every certificate present) within `limit`.
+/// A certificate within 180 s; otherwise a failure saying `when` and how many orders failed.
+async fn assert_issued(server: &rampart::ServerHandle, when: &str) {
+    assert!(
+        ready_within(server, Duration::from_secs(180)).await,
+        "no certificate {when}; orders failed: {}",
+        orders(server, "failed")
+    );
+}
+
 async fn ready_within(server: &rampart::ServerHandle, limit: Duration) -> bool {
     let admin = server.admin_addr().unwrap();
     let client = reqwest::Client::new();

@@ -131,6 +131,21 @@ where
     );
 }
 
+/// From now, the connection closes quietly, and not before half of `deadline` (1 s) passed.
+async fn assert_closed_after_idle<S>(stream: &mut S, deadline: &str)
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    let idle_since = Instant::now();
+    let (bytes, closed) = read_until_closed(stream, Duration::from_secs(4), "idle h1").await;
+    assert_closed_quietly(&bytes, "idle h1");
+    let after = closed.saturating_duration_since(idle_since);
+    assert!(
+        after >= Duration::from_millis(500),
+        "closed after {after:?}, well before {deadline}"
+    );
+}
+
 /// After an idle close of an HTTP/1.1 connection, nothing but a 408 may have been sent.
 fn assert_closed_quietly(bytes: &[u8], context: &str) {
     if !bytes.is_empty() {
@@ -253,14 +268,7 @@ async fn an_idle_http1_keep_alive_connection_is_closed_after_idle_timeout() {
     h1_keep_alive_request(&mut tls, "/one", 200, "first request").await;
     // The connection really is kept alive: a second request on it works.
     h1_keep_alive_request(&mut tls, "/two", 200, "second request").await;
-    let idle_since = Instant::now();
-    let (bytes, closed) = read_until_closed(&mut tls, Duration::from_secs(4), "idle h1").await;
-    assert_closed_quietly(&bytes, "idle h1");
-    let after = closed.saturating_duration_since(idle_since);
-    assert!(
-        after >= Duration::from_millis(500),
-        "closed after {after:?}, well before idle_timeout (1s)"
-    );
+    assert_closed_after_idle(&mut tls, "idle_timeout (1s)").await;
     assert_eq!(up.count(), 2);
 }
 
@@ -277,14 +285,7 @@ async fn an_idle_http1_keep_alive_connection_is_closed_after_header_timeout() {
 
     let mut tls = proxy.tls().await;
     h1_keep_alive_request(&mut tls, "/one", 200, "first request").await;
-    let idle_since = Instant::now();
-    let (bytes, closed) = read_until_closed(&mut tls, Duration::from_secs(4), "idle h1").await;
-    assert_closed_quietly(&bytes, "idle h1");
-    let after = closed.saturating_duration_since(idle_since);
-    assert!(
-        after >= Duration::from_millis(500),
-        "closed after {after:?}, well before header_timeout (1s)"
-    );
+    assert_closed_after_idle(&mut tls, "header_timeout (1s)").await;
     assert_eq!(up.count(), 1);
 }
 
@@ -318,14 +319,7 @@ async fn header_timeout_does_not_cut_a_response_that_pauses() {
     );
     // The connection lives on: a next request, then the head deadline from its last byte.
     h1_keep_alive_request(&mut tls, "/after", 200, "request after the streamed one").await;
-    let idle_since = Instant::now();
-    let (bytes, closed) = read_until_closed(&mut tls, Duration::from_secs(4), "idle h1").await;
-    assert_closed_quietly(&bytes, "idle h1");
-    let after = closed.saturating_duration_since(idle_since);
-    assert!(
-        after >= Duration::from_millis(500),
-        "closed after {after:?}, well before header_timeout (1s)"
-    );
+    assert_closed_after_idle(&mut tls, "header_timeout (1s)").await;
     assert_eq!(up.count(), 2);
 }
 

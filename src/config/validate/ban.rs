@@ -34,20 +34,13 @@ pub(super) fn ban_settings(v: &mut Validator<'_>, file: &model::File) -> Bans {
         },
         _ => v.at(&ban.store, "ban.store", "expected \"local\" or \"redis\""),
     }
-    if !MAX_KEYS_RANGE.contains(&ban.max_keys) {
-        v.near(
-            0..0,
-            "ban.max_keys",
-            "must be between 1000 and 100000000 (the jail's memory bound, about 90 bytes a key)",
-        );
-    }
-    let max_keys = ban
-        .max_keys
-        .clamp(*MAX_KEYS_RANGE.start(), *MAX_KEYS_RANGE.end());
-    let settings = JailSettings {
-        max_keys: usize::try_from(max_keys).unwrap_or(usize::MAX),
-        redis,
-    };
+    let max_keys = bounded_max_keys(
+        v,
+        ban.max_keys,
+        "ban.max_keys",
+        "the jail's memory bound, about 90 bytes a key",
+    );
+    let settings = JailSettings { max_keys, redis };
     let jail = match Jail::new(settings.clone()) {
         Ok(jail) => jail,
         Err(err) => {

@@ -5,7 +5,26 @@ use super::*;
 
 /// Bounds below which `max_keys` would evict live clients under ordinary traffic, and above
 /// which the store could take gigabytes.
-pub(super) const MAX_KEYS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=100_000_000;
+const MAX_KEYS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=100_000_000;
+
+/// A local store's `max_keys` (`rate_limit.max_keys`, `ban.max_keys`): out of bounds is an
+/// error naming `key` and the memory `per_key` costs; the value is clamped so validation goes on.
+pub(super) fn bounded_max_keys(
+    v: &mut Validator,
+    max_keys: u64,
+    key: &str,
+    per_key: &str,
+) -> usize {
+    if !MAX_KEYS_RANGE.contains(&max_keys) {
+        v.near(
+            0..0,
+            key,
+            format!("must be between 1000 and 100000000 ({per_key})"),
+        );
+    }
+    let max_keys = max_keys.clamp(*MAX_KEYS_RANGE.start(), *MAX_KEYS_RANGE.end());
+    usize::try_from(max_keys).unwrap_or(usize::MAX)
+}
 
 /// Where the limited routes of a snapshot count: the local store, and with `store = "redis"`
 /// the shared store in front of it (the local one is then the `on_store_error = "local"`
@@ -57,20 +76,13 @@ pub(super) fn rate_limit_store(
             "expected \"local\" or \"redis\"",
         ),
     }
-    if !MAX_KEYS_RANGE.contains(&store.max_keys) {
-        v.near(
-            0..0,
-            "rate_limit.max_keys",
-            "must be between 1000 and 100000000 (the local store's memory bound, about 100 bytes a key)",
-        );
-    }
-    let max_keys = store
-        .max_keys
-        .clamp(*MAX_KEYS_RANGE.start(), *MAX_KEYS_RANGE.end());
-    let local = Arc::new(LocalStore::new(
-        usize::try_from(max_keys).unwrap_or(usize::MAX),
-        Default::default(),
-    ));
+    let max_keys = bounded_max_keys(
+        v,
+        store.max_keys,
+        "rate_limit.max_keys",
+        "the local store's memory bound, about 100 bytes a key",
+    );
+    let local = Arc::new(LocalStore::new(max_keys, Default::default()));
     LimitStores { local, redis }
 }
 

@@ -16,7 +16,9 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::policy::lock_shard;
 use std::time::Instant;
 
 use super::{key_text, reason, unix_now_ms, BanEntry, BanRule};
@@ -82,7 +84,7 @@ impl LocalJail {
     /// A jail for at most `max_keys` strike counters and `max_keys` bans (at least one each).
     pub fn new(max_keys: usize) -> LocalJail {
         let max_keys = max_keys.max(1);
-        let shards = prev_power_of_two((max_keys / MIN_SHARD_KEYS).clamp(1, MAX_SHARDS));
+        let shards = crate::policy::shard_count(max_keys, MIN_SHARD_KEYS, MAX_SHARDS);
         LocalJail {
             shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
             shard_hasher: RandomState::new(),
@@ -102,7 +104,7 @@ impl LocalJail {
     /// Strike counters and bans held now (locks every shard: tests and diagnostics).
     pub fn len(&self) -> (usize, usize) {
         self.shards.iter().fold((0, 0), |(s, b), shard| {
-            let shard = lock(shard);
+            let shard = lock_shard(shard);
             (s + shard.strikes.len(), b + shard.bans.len())
         })
     }
@@ -148,7 +150,7 @@ impl LocalJail {
     }
 
     fn is_banned_at(&self, key: Key, now: u64) -> bool {
-        let mut shard = lock(self.shard(&key));
+        let mut shard = lock_shard(self.shard(&key));
         match shard.bans.get(&key) {
             Some(ban) if ban.until > now => true,
             Some(_) => {
@@ -168,7 +170,7 @@ impl LocalJail {
     fn strike_at(&self, key: Key, rule: &BanRule, route: &str, now: u64) -> Option<u64> {
         let within = duration_ms(rule.within);
         let scope = rule.scope_id();
-        let mut shard = lock(self.shard(&key));
+        let mut shard = lock_shard(self.shard(&key));
         let count = match shard.strikes.get_mut(&(scope, key)) {
             Some(window) if window.closes > now => {
                 window.count = window.count.saturating_add(1);
@@ -217,7 +219,7 @@ impl LocalJail {
         }
         let now = self.now();
         let label = self.label(reason, route);
-        let mut shard = lock(self.shard(&key));
+        let mut shard = lock_shard(self.shard(&key));
         let ban = Ban {
             until: now.saturating_add(left),
             label,
@@ -239,7 +241,7 @@ impl LocalJail {
     }
 
     pub fn remove(&self, key: Key) -> bool {
-        let mut shard = lock(self.shard(&key));
+        let mut shard = lock_shard(self.shard(&key));
         shard.strikes.retain(|(_, k), _| *k != key);
         match shard.bans.remove(&key) {
             Some(ban) => {
@@ -255,7 +257,7 @@ impl LocalJail {
         let now = self.now();
         let mut entries: Vec<BanEntry> = Vec::new();
         for shard in self.shards.iter() {
-            let shard = lock(shard);
+            let shard = lock_shard(shard);
             for (key, ban) in shard.bans.iter().filter(|(_, ban)| ban.until > now) {
                 entries.push(BanEntry {
                     address: key_text(key),
@@ -278,7 +280,13 @@ impl LocalJail {
         let now = self.now();
         self.shards
             .iter()
-            .map(|shard| lock(shard).bans.values().filter(|b| b.until > now).count())
+            .map(|shard| {
+                lock_shard(shard)
+                    .bans
+                    .values()
+                    .filter(|b| b.until > now)
+                    .count()
+            })
             .sum()
     }
 
@@ -288,7 +296,7 @@ impl LocalJail {
         let now = self.now();
         let mut out = Vec::new();
         for shard in self.shards.iter() {
-            let shard = lock(shard);
+            let shard = lock_shard(shard);
             for (key, ban) in shard.bans.iter() {
                 if !ban.shared && ban.until > now {
                     out.push((
@@ -306,7 +314,7 @@ impl LocalJail {
     /// Marks bans as known to the shared store.
     pub(super) fn mark_shared(&self, keys: &[Key]) {
         for key in keys {
-            if let Some(ban) = lock(self.shard(key)).bans.get_mut(key) {
+            if let Some(ban) = lock_shard(self.shard(key)).bans.get_mut(key) {
                 ban.shared = true;
             }
         }
@@ -316,7 +324,7 @@ impl LocalJail {
     /// or ended there). `present`: the keys of the shared list.
     pub(super) fn forget_shared_except(&self, present: &std::collections::HashSet<Key>) {
         for shard in self.shards.iter() {
-            let mut shard = lock(shard);
+            let mut shard = lock_shard(shard);
             let before = shard.bans.len();
             shard
                 .bans
@@ -378,19 +386,6 @@ fn keep(end: u64, threshold: u64, now: u64, ties: &mut usize) -> bool {
 
 fn duration_ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-/// Every update under a shard lock is a plain insert or removal: a poisoned lock is used as is.
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn prev_power_of_two(n: usize) -> usize {
-    if n.is_power_of_two() {
-        n
-    } else {
-        n.next_power_of_two() / 2
-    }
 }
 
 impl std::fmt::Debug for LocalJail {

@@ -23,7 +23,9 @@ use std::cell::Cell;
 use std::collections::hash_map::{Entry as MapEntry, RandomState};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::policy::lock_shard;
 
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::nanos::Nanos;
@@ -75,7 +77,7 @@ impl<C: Clock> LocalStore<C> {
     /// A store for at most `max_keys` keys (at least one). Shards start empty and grow on use.
     pub fn new(max_keys: usize, clock: C) -> Self {
         let max_keys = max_keys.max(1);
-        let shards = prev_power_of_two((max_keys / MIN_SHARD_KEYS).clamp(1, MAX_SHARDS));
+        let shards = crate::policy::shard_count(max_keys, MIN_SHARD_KEYS, MAX_SHARDS);
         let start = clock.now();
         LocalStore {
             shards: (0..shards)
@@ -100,7 +102,7 @@ impl<C: Clock> LocalStore<C> {
 
     /// Keys held now (locks every shard in turn: for tests and diagnostics, not the hot path).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).map.len()).sum()
+        self.shards.iter().map(|s| lock_shard(s).map.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -222,7 +224,7 @@ impl<C: Clock> StateStore for RouteState<C> {
             kind,
         };
         let store = &self.store;
-        let mut shard = lock(store.shard(&key));
+        let mut shard = lock_shard(store.shard(&key));
         // Under the shard lock, `f` runs exactly once: no compare-and-swap retries.
         match shard.map.entry(key) {
             MapEntry::Occupied(mut occupied) => {
@@ -260,20 +262,6 @@ impl<C: Clock> std::fmt::Debug for LocalStore<C> {
             .field("shards", &self.shards.len())
             .field("capacity", &self.capacity())
             .finish_non_exhaustive()
-    }
-}
-
-/// A panic while a shard was locked cannot leave it inconsistent (every update is one
-/// assignment), so a poisoned lock is used as is.
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn prev_power_of_two(n: usize) -> usize {
-    if n.is_power_of_two() {
-        n
-    } else {
-        n.next_power_of_two() / 2
     }
 }
 
