@@ -197,8 +197,6 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ClientFacts<'_>) {
     if !ctx.peer_trusted {
         headers.remove(&FORWARDED);
     }
-    // Room for the six below at once: growing the map one insert at a time rehashes it twice.
-    headers.reserve(6);
     headers.insert(&X_FORWARDED_FOR, forwarded_for);
     headers.insert(&X_FORWARDED_PROTO, HTTPS.clone());
     headers.insert(&X_FORWARDED_HOST, ctx.host.clone());
