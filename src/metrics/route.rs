@@ -5,7 +5,9 @@
 //! through them is counting in the registry) and then pays one atomic load per response.
 //! They are filled on the route's first response with those labels, not when the snapshot is
 //! built: a series still appears only once it has counted something. A reload builds new
-//! routes with empty tables; the same labels find the same series, which keeps counting.
+//! routes with empty tables; the same labels find the same series, which keeps counting. (So
+//! these metrics must never be `reset()`: a kept handle would count in a series no longer
+//! exported.)
 //!
 //! A snapshot is served by one server ([`crate::Server::start`] and
 //! [`crate::Reloader::apply`] take it by value), so its handles belong to that server's
