@@ -10,6 +10,9 @@ use prometheus::{
 
 use http::Method;
 
+mod route;
+pub use route::RouteMetrics;
+
 /// The route label of a request no route answered (400 before routing, 404, 421…).
 pub const NO_ROUTE: &str = "-";
 
@@ -92,6 +95,9 @@ pub struct Metrics {
     /// route is the route that served the reporting page, directive one of a fixed set or
     /// `other`.
     pub csp_violations: IntCounterVec,
+    /// The kept handles of the requests no route answered ([`NO_ROUTE`]); a route keeps its
+    /// own ([`crate::snapshot::Route::metrics`]).
+    pub no_route: RouteMetrics,
 }
 
 /// The listen keys a reload cannot apply (sockets are bound once).
@@ -256,6 +262,7 @@ impl Metrics {
                 "CSP violation reports received, by route of the reporting page and directive.",
                 &["route", "directive"],
             ),
+            no_route: RouteMetrics::new(),
             registry,
         };
         for reason in ["missing", "invalid", "timeout", "unlisted"] {
@@ -335,18 +342,37 @@ impl Drop for ConnectionGuard {
 
 /// The method label: the standard methods by name, anything else as `OTHER` (a client can
 /// invent methods, and every new one would be a new series).
-pub fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::OPTIONS => "OPTIONS",
-        Method::TRACE => "TRACE",
-        Method::CONNECT => "CONNECT",
-        _ => "OTHER",
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodLabel(usize);
+
+impl MethodLabel {
+    const LABELS: [&'static str; 10] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "OTHER",
+    ];
+    /// How many labels there are ([`MethodLabel::index`] is below it).
+    pub const COUNT: usize = Self::LABELS.len();
+
+    pub fn of(method: &Method) -> Self {
+        MethodLabel(match *method {
+            Method::GET => 0,
+            Method::HEAD => 1,
+            Method::POST => 2,
+            Method::PUT => 3,
+            Method::DELETE => 4,
+            Method::PATCH => 5,
+            Method::OPTIONS => 6,
+            Method::TRACE => 7,
+            Method::CONNECT => 8,
+            _ => 9,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::LABELS.get(self.0).copied().unwrap_or("OTHER")
+    }
+
+    pub fn index(self) -> usize {
+        self.0
     }
 }
 
@@ -462,7 +488,9 @@ mod tests {
     #[test]
     fn invented_methods_share_one_label() {
         let method = Method::from_bytes(b"BREW").unwrap();
-        assert_eq!(method_label(&method), "OTHER");
-        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(MethodLabel::of(&method).as_str(), "OTHER");
+        assert_eq!(MethodLabel::of(&Method::PATCH).as_str(), "PATCH");
+        assert_eq!(MethodLabel::of(&Method::CONNECT).as_str(), "CONNECT");
+        assert_eq!(MethodLabel::of(&method).index(), MethodLabel::COUNT - 1);
     }
 }

@@ -19,7 +19,7 @@ use crate::errors::ProxyError;
 use crate::header_names::X_REQUEST_ID;
 use crate::listener::framing::Framing;
 use crate::listener::io::InFlight;
-use crate::metrics::{method_label, Metrics, NO_ROUTE};
+use crate::metrics::{MethodLabel, Metrics, NO_ROUTE};
 use crate::path;
 use crate::policy::auth::basic::Refusal;
 use crate::policy::auth::forward::{Subject, Verdict};
@@ -71,7 +71,7 @@ pub async fn handle(
     // The client as every stage sees it: IP rules, rate limits, forwarding, the access log.
     let peer = connection.peer.ip();
     let client = client_ip(peer, request.headers(), &snapshot.client.trusted_proxies);
-    let method = method_label(request.method());
+    let method = MethodLabel::of(request.method());
     // Taken before the request is consumed; the line is written once the response is complete.
     let access = snapshot.log.access.then(|| {
         AccessEntry::start(
@@ -143,15 +143,18 @@ pub async fn handle(
         }
     }
 
-    // Labels are config names and fixed sets only, whatever the client sent.
-    metrics
-        .requests
-        .with_label_values(&[route_label, method, response.status().as_str()])
-        .inc();
-    metrics
-        .request_duration
-        .with_label_values(&[route_label])
-        .observe(started.elapsed().as_secs_f64());
+    // Labels are config names and fixed sets only, whatever the client sent. The route keeps
+    // its series' handles (metrics/route.rs): no label hashing per request.
+    let route_metrics = routed
+        .route
+        .map_or(&metrics.no_route, |route| &route.metrics);
+    route_metrics.record(
+        metrics,
+        route_label,
+        method,
+        response.status(),
+        started.elapsed().as_secs_f64(),
+    );
     match access {
         Some(mut entry) => {
             entry.routed(routed.host.as_deref(), routed.route);
@@ -504,11 +507,7 @@ async fn act(
             let forwarded = Box::pin(forward(upstream, request, &ctx)).await;
             // Upstream latency: request sent → response head, for exchanges that got one.
             if forwarded.is_ok() {
-                connection
-                    .metrics
-                    .upstream_duration
-                    .with_label_values(&[upstream.name.as_str()])
-                    .observe(sent.elapsed().as_secs_f64());
+                upstream.observe_duration(&connection.metrics, sent.elapsed().as_secs_f64());
             }
             // The app's Set-Cookie headers are hardened ([cookies]); the proxy sets no cookies.
             forwarded.map(|mut response| {

@@ -142,6 +142,8 @@ pub struct Route {
     pub ban: Option<Arc<crate::policy::ban::BanRule>>,
     /// `basic_auth` or `forward_auth`; `None`: the route asks for no credentials.
     pub auth: Option<Auth>,
+    /// Its `rampart_requests_total` and `rampart_request_duration_seconds` handles, kept.
+    pub metrics: crate::metrics::RouteMetrics,
 }
 
 /// A route's authentication (DESIGN §5b).

@@ -354,6 +354,7 @@ fn routes(
             response_timeout,
             ban,
             auth,
+            metrics: Default::default(),
         });
         for host in hosts {
             entries.push(Entry {

@@ -84,6 +84,9 @@ pub struct Upstream {
     pub settings: UpstreamSettings,
     servers: Vec<UpstreamServer>,
     next: AtomicUsize,
+    /// Its `rampart_upstream_duration_seconds` handle, looked up on its first observation
+    /// (see `metrics/route.rs`).
+    duration: OnceLock<prometheus::Histogram>,
 }
 
 #[derive(Debug)]
@@ -120,7 +123,20 @@ impl Upstream {
             settings,
             servers,
             next: AtomicUsize::new(0),
+            duration: OnceLock::new(),
         }
+    }
+
+    /// Observes an exchange's latency (request sent → response head) in
+    /// `rampart_upstream_duration_seconds{upstream}`.
+    pub fn observe_duration(&self, metrics: &crate::metrics::Metrics, seconds: f64) {
+        self.duration
+            .get_or_init(|| {
+                metrics
+                    .upstream_duration
+                    .with_label_values(&[self.name.as_str()])
+            })
+            .observe(seconds);
     }
 
     pub fn servers(&self) -> &[UpstreamServer] {

@@ -198,6 +198,68 @@ async fn requests_are_counted_by_route_method_and_status() {
     assert_eq!(up.count(), 7);
 }
 
+/// A reload builds new routes and upstreams, whose kept metric handles start empty: a route
+/// that stays keeps counting in its series, a removed route's series keeps its count, a new
+/// route gets its own, and a status without a kept handle (418) counts the same way.
+#[tokio::test]
+async fn request_counts_carry_on_across_a_reload() {
+    let up = TestUpstream::start().await;
+    let proxy = TestProxy::builder()
+        .listen(ADMIN)
+        .config(&route_config(&up))
+        .start()
+        .await;
+    let client = proxy.client_h2();
+    let traffic = || async {
+        for (path, status) in [("/api/x", 200), ("/status/418", 418), ("/nowhere", 404)] {
+            let r = client.get(proxy.url(path)).send().await.unwrap();
+            assert_eq!(r.status(), status, "{path}");
+        }
+    };
+    traffic().await;
+    // The route "app" becomes "teapot" (same path and upstream); "api" stays.
+    let renamed = proxy.config.replacen(
+        "name = \"app\"\npath = \"/status/\"",
+        "name = \"teapot\"\npath = \"/status/\"",
+        1,
+    );
+    assert_ne!(renamed, proxy.config);
+    proxy
+        .handle()
+        .reload(rampart::config::load_str(&renamed, "test.toml").unwrap());
+    traffic().await;
+    traffic().await;
+
+    let s = scrape(&proxy).await;
+    assert_eq!(
+        value(&s, "rampart_config_reloads_total", &[("result", "success")]),
+        1.0
+    );
+    let requests = "rampart_requests_total";
+    let expected: BTreeMap<(&str, &str), f64> = [
+        (("api", "200"), 3.0),
+        (("app", "418"), 1.0),
+        (("teapot", "418"), 2.0),
+        (("-", "404"), 3.0),
+    ]
+    .into_iter()
+    .collect();
+    for ((route, status), count) in &expected {
+        let labels = [("route", *route), ("method", "GET"), ("status", *status)];
+        assert_eq!(value(&s, requests, &labels), *count, "{requests}{labels:?}");
+        let duration = "rampart_request_duration_seconds";
+        assert_eq!(
+            observations(&s, duration, &[("route", *route)]),
+            *count,
+            "{duration} of {route}"
+        );
+    }
+    assert_eq!(series_of(&s, requests).len(), expected.len());
+    let upstream = "rampart_upstream_duration_seconds";
+    assert_eq!(observations(&s, upstream, &[("upstream", "app")]), 6.0);
+    assert_eq!(up.count(), 6);
+}
+
 #[tokio::test]
 async fn rate_limited_requests_are_counted_by_route() {
     let up = TestUpstream::start().await;
