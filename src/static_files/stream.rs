@@ -38,7 +38,7 @@ pub struct FileBody {
     unsent: u64,
     reading: Option<JoinHandle<io::Result<Bytes>>>,
     /// The buffer of the reads on the worker thread, when no chunk handed to hyper holds it.
-    spare: Arc<SpareBuffer>,
+    spare: Arc<SpareBuffers>,
     /// The file system refused `RWF_NOWAIT` (or a read on the worker failed): blocking pool only.
     no_cached_reads: bool,
     #[cfg(test)]
@@ -124,22 +124,26 @@ impl FileBody {
     }
 }
 
-/// Where a file body's read buffer waits while no chunk holds it.
+/// Where a file body's read buffers wait while no chunk holds them: at most
+/// [`SPARE_BUFFERS`], the chunks a connection may hold at once (hyper queues up to about
+/// 400 KiB of an HTTP/1.1 body before writing it, HTTP/2 keeps a chunk until its frames are
+/// sent); more are freed.
 #[derive(Debug, Default)]
-struct SpareBuffer(Mutex<Option<Box<[u8]>>>);
+struct SpareBuffers(Mutex<Vec<Box<[u8]>>>);
 
-impl SpareBuffer {
-    /// The spare buffer, or a new one (zeroed once) while a chunk still holds it: HTTP/2 keeps
-    /// a chunk until its frames are sent, HTTP/1.1 copies it and drops it at once.
+const SPARE_BUFFERS: usize = 4;
+
+impl SpareBuffers {
+    /// A spare buffer, or a new one (zeroed once) while chunks hold them all.
     fn take(&self) -> Box<[u8]> {
-        let spare = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let spare = self.0.lock().unwrap_or_else(PoisonError::into_inner).pop();
         spare.unwrap_or_else(|| vec![0; CHUNK].into_boxed_slice())
     }
 
     fn give_back(&self, buffer: Box<[u8]>) {
         let mut spare = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if spare.is_none() {
-            *spare = Some(buffer);
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(buffer);
         }
     }
 }
@@ -149,7 +153,7 @@ impl SpareBuffer {
 struct Chunk {
     buffer: Option<Box<[u8]>>,
     len: usize,
-    home: Arc<SpareBuffer>,
+    home: Arc<SpareBuffers>,
 }
 
 impl AsRef<[u8]> for Chunk {
