@@ -124,10 +124,10 @@ impl FileBody {
     }
 }
 
-/// Where a file body's read buffers wait while no chunk holds them: at most
-/// [`SPARE_BUFFERS`], the chunks a connection may hold at once (hyper queues up to about
-/// 400 KiB of an HTTP/1.1 body before writing it, HTTP/2 keeps a chunk until its frames are
-/// sent); more are freed.
+/// Where a file body's read buffers wait while no chunk holds them. HTTP/1.1 copies a chunk
+/// into hyper's buffer and drops it at once (one buffer serves the whole file); HTTP/2 keeps
+/// a chunk until its frames are sent, and may read ahead of them: up to [`SPARE_BUFFERS`] are
+/// kept, more are freed.
 #[derive(Debug, Default)]
 struct SpareBuffers(Mutex<Vec<Box<[u8]>>>);
 
