@@ -2,6 +2,7 @@
 //! inner; each stage says why it sits where it does.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,110 +61,117 @@ pub async fn serve(
     Ok(handle(request, &connection, &snapshot).await)
 }
 
-pub async fn handle(
+/// The pipeline of one request. Like the stages below it, a plain `fn` returning an `async
+/// move` block rather than an `async fn`: an `async fn` moves its arguments into locals and keeps
+/// both copies for its whole life, and the `Request` is 264 bytes, held by every stream in flight
+/// (`cargo +nightly rustc --lib --release -- -Zprint-type-sizes`).
+#[allow(clippy::manual_async_fn)]
+pub fn handle<'a>(
     request: Request<Incoming>,
-    connection: &Connection,
-    snapshot: &Snapshot,
-) -> Response<ResponseBody> {
-    let started = Instant::now();
-    // 1. The request id comes first so that every response, errors included, carries it.
-    let request_id = request_id(request.headers());
-    // The client as every stage sees it: IP rules, rate limits, forwarding, the access log.
-    let peer = connection.peer.ip();
-    let client = client_ip(peer, request.headers(), &snapshot.client.trusted_proxies);
-    let method = MethodLabel::of(request.method());
-    // Taken before the request is consumed; the line is written once the response is complete.
-    let access = snapshot.log.access.then(|| {
-        AccessEntry::start(
-            &request,
-            &request_id,
-            client,
-            snapshot.log.log_query,
-            started,
-        )
-    });
+    connection: &'a Connection,
+    snapshot: &'a Snapshot,
+) -> impl Future<Output = Response<ResponseBody>> + 'a {
+    async move {
+        let started = Instant::now();
+        // 1. The request id comes first so that every response, errors included, carries it.
+        let request_id = request_id(request.headers());
+        // The client as every stage sees it: IP rules, rate limits, forwarding, the access log.
+        let peer = connection.peer.ip();
+        let client = client_ip(peer, request.headers(), &snapshot.client.trusted_proxies);
+        let method = MethodLabel::of(request.method());
+        // Taken before the request is consumed; the line is written once the response is complete.
+        let access = snapshot.log.access.then(|| {
+            AccessEntry::start(
+                &request,
+                &request_id,
+                client,
+                snapshot.log.log_query,
+                started,
+            )
+        });
 
-    // 1b. A banned client (policy/ban) is refused before any other work is done for it.
-    let banned = snapshot.bans.refuses(client);
-    // A banned HTTP/1 client is told to close too: its next connection is closed at accept.
-    let body_may_be_unread =
-        request.version() < Version::HTTP_2 && (banned || announces_body(&request));
-    // A config whose CSP holds `{nonce}`: one per response, the same in the request the
-    // upstream gets (`X-CSP-Nonce`) and in the response's header.
-    let nonce = snapshot.nonces.then(Nonce::generate);
+        // 1b. A banned client (policy/ban) is refused before any other work is done for it.
+        let banned = snapshot.bans.refuses(client);
+        // A banned HTTP/1 client is told to close too: its next connection is closed at accept.
+        let body_may_be_unread =
+            request.version() < Version::HTTP_2 && (banned || announces_body(&request));
+        // A config whose CSP holds `{nonce}`: one per response, the same in the request the
+        // upstream gets (`X-CSP-Nonce`) and in the response's header.
+        let nonce = snapshot.nonces.then(Nonce::generate);
 
-    let metrics = &connection.metrics;
-    let (result, routed) = if banned {
-        metrics.banned_refused.with_label_values(&["request"]).inc();
-        (Err(ProxyError::Forbidden), Routed::default())
-    } else {
-        route_and_act(
-            request,
-            connection,
-            snapshot,
-            &request_id,
-            client,
-            nonce.as_ref(),
-        )
-        .await
-    };
-    let route_label = routed.route.map_or(NO_ROUTE, |route| route.name.as_str());
-    let mut response = result.unwrap_or_else(|err| {
-        tracing::debug!(request_id = ?request_id, error = %err, "request refused");
-        err.count(metrics, route_label);
-        let mut response = err.into_response();
-        // An error may leave the request body unread (refused before it, or cut off by a
-        // timeout): the client is told to stop sending, and hyper then stops reading it
-        // instead of taking in the rest of an upload nobody wants.
-        if body_may_be_unread {
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        response
-    });
-
-    // Last: security headers, on every response, replacing whatever the upstream sent.
-    routed
-        .header_policy(snapshot)
-        .apply_with_nonce(response.headers_mut(), nonce.as_ref());
-    response
-        .headers_mut()
-        .insert(&X_REQUEST_ID, crate::request_id::for_response(request_id));
-
-    // The jail counts the status the client gets, whoever made it (the limiter, the upstream,
-    // a static route); the 403 of a ban is not a strike. Only a strike costs anything here
-    // (with a shared store, one Redis round trip, bounded).
-    if !banned {
-        // Boxed, and only when the status is a strike: the jail's (Redis) future is large, and
-        // inline it would grow every request's future and each copy of it.
-        let status = response.status().as_u16();
-        if let Some(rule) = strike_rule(snapshot, &routed, client, status) {
-            Box::pin(strike(snapshot, connection, &routed, rule, client, status)).await;
-        }
-    }
-
-    // Labels are config names and fixed sets only, whatever the client sent. The route keeps
-    // its series' handles (metrics/route.rs): no label hashing per request.
-    let route_metrics = routed
-        .route
-        .map_or(&metrics.no_route, |route| &route.metrics);
-    route_metrics.record(
-        metrics,
-        route_label,
-        method,
-        response.status(),
-        started.elapsed().as_secs_f64(),
-    );
-    match access {
-        Some(mut entry) => {
-            entry.routed(routed.host.as_deref(), routed.route);
-            if let Some(path) = &routed.normalized_path {
-                entry.normalized_path(path);
+        let metrics = &connection.metrics;
+        let (result, routed) = if banned {
+            metrics.banned_refused.with_label_values(&["request"]).inc();
+            (Err(ProxyError::Forbidden), Routed::default())
+        } else {
+            route_and_act(
+                request,
+                connection,
+                snapshot,
+                &request_id,
+                client,
+                nonce.as_ref(),
+            )
+            .await
+        };
+        let route_label = routed.route.map_or(NO_ROUTE, |route| route.name.as_str());
+        let mut response = result.unwrap_or_else(|err| {
+            tracing::debug!(request_id = ?request_id, error = %err, "request refused");
+            err.count(metrics, route_label);
+            let mut response = err.into_response();
+            // An error may leave the request body unread (refused before it, or cut off by a
+            // timeout): the client is told to stop sending, and hyper then stops reading it
+            // instead of taking in the rest of an upload nobody wants.
+            if body_may_be_unread {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            entry.respond(response)
+            response
+        });
+
+        // Last: security headers, on every response, replacing whatever the upstream sent.
+        routed
+            .header_policy(snapshot)
+            .apply_with_nonce(response.headers_mut(), nonce.as_ref());
+        response
+            .headers_mut()
+            .insert(&X_REQUEST_ID, crate::request_id::for_response(request_id));
+
+        // The jail counts the status the client gets, whoever made it (the limiter, the upstream,
+        // a static route); the 403 of a ban is not a strike. Only a strike costs anything here
+        // (with a shared store, one Redis round trip, bounded).
+        if !banned {
+            // Boxed, and only when the status is a strike: the jail's (Redis) future is large, and
+            // inline it would grow every request's future and each copy of it.
+            let status = response.status().as_u16();
+            if let Some(rule) = strike_rule(snapshot, &routed, client, status) {
+                Box::pin(strike(snapshot, connection, &routed, rule, client, status)).await;
+            }
         }
-        None => response,
+
+        // Labels are config names and fixed sets only, whatever the client sent. The route keeps
+        // its series' handles (metrics/route.rs): no label hashing per request.
+        let route_metrics = routed
+            .route
+            .map_or(&metrics.no_route, |route| &route.metrics);
+        route_metrics.record(
+            metrics,
+            route_label,
+            method,
+            response.status(),
+            started.elapsed().as_secs_f64(),
+        );
+        match access {
+            Some(mut entry) => {
+                entry.routed(routed.host.as_deref(), routed.route);
+                if let Some(path) = &routed.normalized_path {
+                    entry.normalized_path(path);
+                }
+                entry.respond(response)
+            }
+            None => response,
+        }
     }
 }
 
@@ -277,275 +285,283 @@ impl<'s> Routed<'s> {
     }
 }
 
-async fn route_and_act<'s>(
+// Not an `async fn`: see `handle`.
+#[allow(clippy::manual_async_fn)]
+fn route_and_act<'s: 'a, 'a>(
     request: Request<Incoming>,
-    connection: &Connection,
+    connection: &'a Connection,
     snapshot: &'s Snapshot,
-    request_id: &HeaderValue,
+    request_id: &'a HeaderValue,
     client: IpAddr,
-    nonce: Option<&Nonce>,
-) -> (Result<Response<ResponseBody>, ProxyError>, Routed<'s>) {
-    // 2. Framing and request-target checks, before anything reads the request: what could be
-    //    read two ways by two parsers is refused here. hyper has already removed the
-    //    Content-Length of a CL+TE head and a repeated one; the connection's bytes still tell
-    //    (asked for every request, to keep count; an unsupported coding still gets its 501).
-    let framing = connection
-        .framing
-        .as_ref()
-        .map_or(Ok(()), |framing| framing.check_next_request());
-    if let Err(err) = check_request(&request, snapshot.client.max_header_bytes) {
-        return (Err(err), Routed::default());
-    }
-    if let Err(ambiguity) = framing {
-        return (
-            Err(ProxyError::BadRequest(ambiguity.reason())),
-            Routed::default(),
-        );
-    }
-
-    // 3. The host the client addressed, validated: it selects routes and is echoed upstream.
-    let host = match request_host(&request) {
-        Ok(host) => host,
-        Err(err) => return (Err(err), Routed::default()),
-    };
-
-    // 4. A connection opened for one certificate's names must not be used for another's
-    //    (HTTP/2 connection reuse, SNI/Host mismatch): 421 makes the client reconnect.
-    if let Some(sni) = connection.sni.as_deref() {
-        if snapshot.tls.cert_for(Some(sni)) != snapshot.tls.cert_for(Some(&host.name)) {
-            return (Err(ProxyError::MisdirectedRequest), Routed::host(host));
+    nonce: Option<&'a Nonce>,
+) -> impl Future<Output = (Result<Response<ResponseBody>, ProxyError>, Routed<'s>)> + 'a {
+    async move {
+        // 2. Framing and request-target checks, before anything reads the request: what could be
+        //    read two ways by two parsers is refused here. hyper has already removed the
+        //    Content-Length of a CL+TE head and a repeated one; the connection's bytes still tell
+        //    (asked for every request, to keep count; an unsupported coding still gets its 501).
+        let framing = connection
+            .framing
+            .as_ref()
+            .map_or(Ok(()), |framing| framing.check_next_request());
+        if let Err(err) = check_request(&request, snapshot.client.max_header_bytes) {
+            return (Err(err), Routed::default());
         }
-    }
-
-    // 4b. CSP violation reports (`csp_reports = true`) are the proxy's own, on every host:
-    //     answered here, before routing, so no route (and no upstream) ever sees them.
-    if let Some(limiter) = snapshot
-        .csp_reports
-        .as_ref()
-        .filter(|_| request.uri().path() == csp::REPORT_PATH)
-    {
-        // Boxed: a rare path whose future would otherwise enlarge every request's.
-        let result = Box::pin(crate::csp_report::serve_report(
-            request,
-            snapshot,
-            limiter,
-            &host.name,
-            &connection.metrics,
-        ))
-        .await;
-        return (result, Routed::host(host));
-    }
-
-    // 5. Route on the normalized path so encodings and dot-segments cannot dodge a route's rules;
-    //    the upstream gets that same path (path.rs), so the app cannot resolve it otherwise.
-    // The request moves into the action; its target stays here for the two path forms.
-    let target = request.uri().clone();
-    let forms = match path::forms(target.path()) {
-        Ok(forms) => forms,
-        Err(_) => {
+        if let Err(ambiguity) = framing {
             return (
-                Err(ProxyError::BadRequest("invalid path")),
-                Routed::host(host),
-            )
-        }
-    };
-    let normalized = forms.routed.as_ref();
-    let route = match lookup_route(snapshot, &host.name, normalized, &request) {
-        Lookup::Found(route) => route,
-        // `/admin` for a route `/admin/`: the client is sent to the route, as nginx does, so
-        // an app that ignores the trailing slash never serves the route's path around its rules.
-        Lookup::AddSlash => {
-            let response = actions::add_slash_redirect(
-                request.method(),
-                &forms.forwarded,
-                request.uri().query(),
+                Err(ProxyError::BadRequest(ambiguity.reason())),
+                Routed::default(),
             );
-            return (Ok(response), Routed::host(host).with_path(&forms));
         }
-        Lookup::MethodNotAllowed(allow) => {
-            return (
-                Err(ProxyError::MethodNotAllowed { allow }),
-                Routed::host(host).with_path(&forms),
-            )
+
+        // 3. The host the client addressed, validated: it selects routes and is echoed upstream.
+        let host = match request_host(&request) {
+            Ok(host) => host,
+            Err(err) => return (Err(err), Routed::default()),
+        };
+
+        // 4. A connection opened for one certificate's names must not be used for another's
+        //    (HTTP/2 connection reuse, SNI/Host mismatch): 421 makes the client reconnect.
+        if let Some(sni) = connection.sni.as_deref() {
+            if snapshot.tls.cert_for(Some(sni)) != snapshot.tls.cert_for(Some(&host.name)) {
+                return (Err(ProxyError::MisdirectedRequest), Routed::host(host));
+            }
         }
-        Lookup::NotFound => {
-            return (
-                Err(ProxyError::NotFound),
-                Routed::host(host).with_path(&forms),
-            )
+
+        // 4b. CSP violation reports (`csp_reports = true`) are the proxy's own, on every host:
+        //     answered here, before routing, so no route (and no upstream) ever sees them.
+        if let Some(limiter) = snapshot
+            .csp_reports
+            .as_ref()
+            .filter(|_| request.uri().path() == csp::REPORT_PATH)
+        {
+            // Boxed: a rare path whose future would otherwise enlarge every request's.
+            let result = Box::pin(crate::csp_report::serve_report(
+                request,
+                snapshot,
+                limiter,
+                &host.name,
+                &connection.metrics,
+            ))
+            .await;
+            return (result, Routed::host(host));
         }
-    };
-    // From here on, responses carry the route's own header policy.
-    let result = act(
-        request, connection, snapshot, route, &host, &forms, request_id, client, nonce,
-    )
-    .await;
-    let routed = Routed {
-        host: Some(host.name),
-        route: Some(route),
-        normalized_path: None,
+
+        // 5. Route on the normalized path so encodings and dot-segments cannot dodge a route's rules;
+        //    the upstream gets that same path (path.rs), so the app cannot resolve it otherwise.
+        // The request moves into the action; its target stays here for the two path forms.
+        let target = request.uri().clone();
+        let forms = match path::forms(target.path()) {
+            Ok(forms) => forms,
+            Err(_) => {
+                return (
+                    Err(ProxyError::BadRequest("invalid path")),
+                    Routed::host(host),
+                )
+            }
+        };
+        let normalized = forms.routed.as_ref();
+        let route = match lookup_route(snapshot, &host.name, normalized, &request) {
+            Lookup::Found(route) => route,
+            // `/admin` for a route `/admin/`: the client is sent to the route, as nginx does, so
+            // an app that ignores the trailing slash never serves the route's path around its rules.
+            Lookup::AddSlash => {
+                let response = actions::add_slash_redirect(
+                    request.method(),
+                    &forms.forwarded,
+                    request.uri().query(),
+                );
+                return (Ok(response), Routed::host(host).with_path(&forms));
+            }
+            Lookup::MethodNotAllowed(allow) => {
+                return (
+                    Err(ProxyError::MethodNotAllowed { allow }),
+                    Routed::host(host).with_path(&forms),
+                )
+            }
+            Lookup::NotFound => {
+                return (
+                    Err(ProxyError::NotFound),
+                    Routed::host(host).with_path(&forms),
+                )
+            }
+        };
+        // From here on, responses carry the route's own header policy.
+        let result = act(
+            request, connection, snapshot, route, &host, &forms, request_id, client, nonce,
+        )
+        .await;
+        let routed = Routed {
+            host: Some(host.name),
+            route: Some(route),
+            normalized_path: None,
+        }
+        .with_path(&forms);
+        (result, routed)
     }
-    .with_path(&forms);
-    (result, routed)
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn act(
+// Not an `async fn`: see `handle`.
+#[allow(clippy::manual_async_fn)]
+fn act<'a>(
     mut request: Request<Incoming>,
-    connection: &Connection,
-    snapshot: &Snapshot,
-    route: &Route,
-    host: &RequestHost,
-    path: &path::Forms<'_>,
-    request_id: &HeaderValue,
+    connection: &'a Connection,
+    snapshot: &'a Snapshot,
+    route: &'a Route,
+    host: &'a RequestHost,
+    path: &'a path::Forms<'a>,
+    request_id: &'a HeaderValue,
     client: IpAddr,
-    nonce: Option<&Nonce>,
-) -> Result<Response<ResponseBody>, ProxyError> {
-    let normalized_path = path.routed.as_ref();
-    let peer = connection.peer.ip();
-    let trusted = &snapshot.client.trusted_proxies;
+    nonce: Option<&'a Nonce>,
+) -> impl Future<Output = Result<Response<ResponseBody>, ProxyError>> + 'a {
+    async move {
+        let normalized_path = path.routed.as_ref();
+        let peer = connection.peer.ip();
+        let trusted = &snapshot.client.trusted_proxies;
 
-    // 6. IP rules before any other work is done for a client that is not allowed here.
-    if !route.ip_rules.is_empty() && !route.ip_rules.permits(client) {
-        return Err(ProxyError::Forbidden);
-    }
-
-    // 6b. A CORS preflight is answered by the proxy and never forwarded: after the IP rules (a
-    //     refused client learns nothing of the route's CORS policy), before the body limit and
-    //     the action (a preflight has no body, and the upstream must not see it).
-    if let Some(policy) = &route.cors {
-        if cors::is_preflight(request.method(), request.headers()) {
-            return policy.preflight(request.headers());
+        // 6. IP rules before any other work is done for a client that is not allowed here.
+        if !route.ip_rules.is_empty() && !route.ip_rules.permits(client) {
+            return Err(ProxyError::Forbidden);
         }
-    }
-    // The actual request's Origin, kept for CORS on the response (the request moves upstream).
-    let origin = route
-        .cors
-        .as_ref()
-        .and_then(|_| cors::request_origin(request.headers()).cloned());
 
-    // 6c. The rate limit: after the IP rules (a refused client costs nothing, and requests they
-    //     refuse anyway must not use up a quota) and the CORS preflight (answered here at no
-    //     cost; counting it would halve a browser's quota), before the body limit and the action.
-    //     A 429 is the proxy's own error, with Retry-After, RateLimit-* and the security headers.
-    let allowed = match &route.rate_limit {
-        Some(limiter) => {
-            let key = limiter.key(request.headers(), client);
-            match limiter.check_counted(&key, Some(&connection.metrics)).await {
-                decision if decision.is_allowed() => Some(decision),
-                decision => return Err(ProxyError::RateLimited { decision }),
+        // 6b. A CORS preflight is answered by the proxy and never forwarded: after the IP rules (a
+        //     refused client learns nothing of the route's CORS policy), before the body limit and
+        //     the action (a preflight has no body, and the upstream must not see it).
+        if let Some(policy) = &route.cors {
+            if cors::is_preflight(request.method(), request.headers()) {
+                return policy.preflight(request.headers());
             }
         }
-        None => None,
-    };
+        // The actual request's Origin, kept for CORS on the response (the request moves upstream).
+        let origin = route
+            .cors
+            .as_ref()
+            .and_then(|_| cors::request_origin(request.headers()).cloned());
 
-    // 6d. Authentication: after the IP rules, the preflight and the rate limit (a refused or
-    //     over-quota client costs no password hash and no auth-server round trip), before the
-    //     body limit and the action. A refusal is an ordinary response of the route (401 from
-    //     basic_auth, the auth server's own answer), so a status-based jail counts it.
-    if let Some(auth) = &route.auth {
-        // Boxed: the auth server's exchange is a large future, awaited on auth routes only.
-        if let Some(refused) = Box::pin(authenticate(
-            auth,
-            &mut request,
-            connection,
-            snapshot,
-            route,
-            host,
-            path,
-            client,
-        ))
-        .await
-        {
-            return refused;
-        }
-    }
-
-    // 7. A declared body over the limit is refused before any upstream connection is made.
-    if let Some(len) = declared_length(request.headers()).filter(|len| *len > route.max_body) {
-        if request.version() == Version::HTTP_2 {
-            discard_h2_body(request.into_body(), len, snapshot.client.body_timeout);
-        }
-        return Err(ProxyError::PayloadTooLarge);
-    }
-
-    // 8. The route's action.
-    let mut response = match &route.action {
-        Action::Proxy(upstream) => {
-            let path_and_query = forward_target(route, &request, path)?;
-            // The nonce of the response's CSP, for the app's own script tags; a client's copy
-            // never reaches the app.
-            let headers = request.headers_mut();
-            headers.remove(&csp::X_CSP_NONCE);
-            if let Some(value) = nonce
-                .filter(|_| route.headers.needs_nonce())
-                .and_then(Nonce::header_value)
-            {
-                headers.insert(&csp::X_CSP_NONCE, value.clone());
-            }
-            let ctx = ForwardContext {
-                path_and_query: path_and_query.as_deref(),
-                client: ClientFacts {
-                    request_id,
-                    peer,
-                    peer_trusted: is_trusted(peer, trusted),
-                    client_ip: client,
-                    host: &host.value,
-                },
-                max_body: route.max_body,
-                body_timeout: snapshot.client.body_timeout,
-                response_timeout: route.response_timeout,
-                count_body_failures: Some((&connection.metrics, upstream)),
-            };
-            // Compression is chosen from the request's Accept-Encoding and method, read
-            // before the request moves upstream.
-            let compression = route.compress.then(|| Negotiation::of(&request));
-            let sent = Instant::now();
-            // Boxed: the upstream exchange's state is kilobytes, and inline it would make every
-            // enclosing future (and each copy of it as it is built and moved) that much larger;
-            // callgrind counts the copies above the one allocation.
-            let forwarded = Box::pin(forward(upstream, request, &ctx)).await;
-            // Upstream latency: request sent → response head, for exchanges that got one.
-            if forwarded.is_ok() {
-                upstream.observe_duration(&connection.metrics, sent.elapsed().as_secs_f64());
-            }
-            // The app's Set-Cookie headers are hardened ([cookies]); the proxy sets no cookies.
-            forwarded.map(|mut response| {
-                snapshot.cookies.apply(response.headers_mut());
-                match &compression {
-                    Some(compression) => compression.apply(response),
-                    None => response,
+        // 6c. The rate limit: after the IP rules (a refused client costs nothing, and requests they
+        //     refuse anyway must not use up a quota) and the CORS preflight (answered here at no
+        //     cost; counting it would halve a browser's quota), before the body limit and the action.
+        //     A 429 is the proxy's own error, with Retry-After, RateLimit-* and the security headers.
+        let allowed = match &route.rate_limit {
+            Some(limiter) => {
+                let key = limiter.key(request.headers(), client);
+                match limiter.check_counted(&key, Some(&connection.metrics)).await {
+                    decision if decision.is_allowed() => Some(decision),
+                    decision => return Err(ProxyError::RateLimited { decision }),
                 }
-            })
+            }
+            None => None,
+        };
+
+        // 6d. Authentication: after the IP rules, the preflight and the rate limit (a refused or
+        //     over-quota client costs no password hash and no auth-server round trip), before the
+        //     body limit and the action. A refusal is an ordinary response of the route (401 from
+        //     basic_auth, the auth server's own answer), so a status-based jail counts it.
+        if let Some(auth) = &route.auth {
+            // Boxed: the auth server's exchange is a large future, awaited on auth routes only.
+            if let Some(refused) = Box::pin(authenticate(
+                auth,
+                &mut request,
+                connection,
+                snapshot,
+                route,
+                host,
+                path,
+                client,
+            ))
+            .await
+            {
+                return refused;
+            }
         }
-        Action::Redirect { to, status } => {
-            let rest = normalized_path
-                .strip_prefix(route.prefix.as_str())
-                .unwrap_or("");
-            let input = RedirectInput {
-                host: &host.name,
-                path: normalized_path,
-                rest,
-                query: request.uri().query(),
-            };
-            let location = to
-                .render(&input)
-                .ok_or(ProxyError::BadRequest("redirect target not representable"))?;
-            Ok(redirect_response(*status, location))
+
+        // 7. A declared body over the limit is refused before any upstream connection is made.
+        if let Some(len) = declared_length(request.headers()).filter(|len| *len > route.max_body) {
+            if request.version() == Version::HTTP_2 {
+                discard_h2_body(request.into_body(), len, snapshot.client.body_timeout);
+            }
+            return Err(ProxyError::PayloadTooLarge);
         }
-        Action::Respond(respond) => Ok(respond.response()),
-        Action::Static(files) => files.serve(&request, normalized_path, &route.prefix).await,
-    }?;
-    // On a route with `cors` the proxy owns CORS: its headers are set (or the upstream's
-    // stripped) on the route's answer. The proxy's own errors carry none.
-    if let Some(policy) = &route.cors {
-        policy.apply(origin.as_ref(), response.headers_mut());
+
+        // 8. The route's action.
+        let mut response = match &route.action {
+            Action::Proxy(upstream) => {
+                let path_and_query = forward_target(route, &request, path)?;
+                // The nonce of the response's CSP, for the app's own script tags; a client's copy
+                // never reaches the app.
+                let headers = request.headers_mut();
+                headers.remove(&csp::X_CSP_NONCE);
+                if let Some(value) = nonce
+                    .filter(|_| route.headers.needs_nonce())
+                    .and_then(Nonce::header_value)
+                {
+                    headers.insert(&csp::X_CSP_NONCE, value.clone());
+                }
+                let ctx = ForwardContext {
+                    path_and_query: path_and_query.as_deref(),
+                    client: ClientFacts {
+                        request_id,
+                        peer,
+                        peer_trusted: is_trusted(peer, trusted),
+                        client_ip: client,
+                        host: &host.value,
+                    },
+                    max_body: route.max_body,
+                    body_timeout: snapshot.client.body_timeout,
+                    response_timeout: route.response_timeout,
+                    count_body_failures: Some((&connection.metrics, upstream)),
+                };
+                // Compression is chosen from the request's Accept-Encoding and method, read
+                // before the request moves upstream.
+                let compression = route.compress.then(|| Negotiation::of(&request));
+                let sent = Instant::now();
+                // Boxed: the upstream exchange's state is kilobytes, and inline it would make every
+                // enclosing future (and each copy of it as it is built and moved) that much larger;
+                // callgrind counts the copies above the one allocation.
+                let forwarded = Box::pin(forward(upstream, request, &ctx)).await;
+                // Upstream latency: request sent → response head, for exchanges that got one.
+                if forwarded.is_ok() {
+                    upstream.observe_duration(&connection.metrics, sent.elapsed().as_secs_f64());
+                }
+                // The app's Set-Cookie headers are hardened ([cookies]); the proxy sets no cookies.
+                forwarded.map(|mut response| {
+                    snapshot.cookies.apply(response.headers_mut());
+                    match &compression {
+                        Some(compression) => compression.apply(response),
+                        None => response,
+                    }
+                })
+            }
+            Action::Redirect { to, status } => {
+                let rest = normalized_path
+                    .strip_prefix(route.prefix.as_str())
+                    .unwrap_or("");
+                let input = RedirectInput {
+                    host: &host.name,
+                    path: normalized_path,
+                    rest,
+                    query: request.uri().query(),
+                };
+                let location = to
+                    .render(&input)
+                    .ok_or(ProxyError::BadRequest("redirect target not representable"))?;
+                Ok(redirect_response(*status, location))
+            }
+            Action::Respond(respond) => Ok(respond.response()),
+            Action::Static(files) => files.serve(&request, normalized_path, &route.prefix).await,
+        }?;
+        // On a route with `cors` the proxy owns CORS: its headers are set (or the upstream's
+        // stripped) on the route's answer. The proxy's own errors carry none.
+        if let Some(policy) = &route.cors {
+            policy.apply(origin.as_ref(), response.headers_mut());
+        }
+        // A limited route's answer tells the client its quota, replacing any upstream copy.
+        if let Some(decision) = allowed {
+            decision.write_headers(response.headers_mut());
+        }
+        Ok(response)
     }
-    // A limited route's answer tells the client its quota, replacing any upstream copy.
-    if let Some(decision) = allowed {
-        decision.write_headers(response.headers_mut());
-    }
-    Ok(response)
 }
 
 /// A route's `basic_auth` or `forward_auth`. `None`: the request goes on (for `basic_auth`
