@@ -107,54 +107,60 @@ impl Dialer {
     /// Sends `request` on an idle connection of this worker, or a new one, and returns the
     /// response head with a body that drives the connection to the end. Without a head
     /// within `timeout` (connecting included): [`ExchangeError::Timeout`].
-    pub async fn exchange(
+    ///
+    /// Not an `async fn` (nor the free `exchange` below): one would hold its arguments twice,
+    /// and the 304-byte request is in every request's state while it waits for its upstream
+    /// (see docs/architecture.md, "The request path's futures").
+    #[allow(clippy::manual_async_fn)]
+    pub fn exchange(
         &self,
-        request: Request<RequestBody>,
+        mut request: Request<RequestBody>,
         timeout: Duration,
-    ) -> Result<Response<UpstreamBody>, ExchangeError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut request = request;
-        // After hyper handed a request back, it goes on a new connection.
-        let mut reuse = true;
-        loop {
-            let idle = if reuse { self.pool.take() } else { None };
-            let conn = match idle {
-                Some(conn) => conn,
-                // A new connection is rare: its own timer bounds the connect.
-                None => match tokio::time::timeout_at(deadline, self.connect(deadline)).await {
-                    Ok(connected) => connected?,
-                    Err(_) => return Err(ExchangeError::Timeout),
-                },
-            };
-            let reused = conn.reused;
-            match exchange(conn, request, deadline).await {
-                Ok((response, conn)) => {
-                    let keep_alive = !asks_to_close(response.headers());
-                    let pool = self.pool;
-                    return Ok(response.map(|body| UpstreamBody {
-                        body,
-                        conn,
-                        keep_alive,
-                        ended: false,
-                        pool,
-                    }));
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, ExchangeError>> + '_ {
+        async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            // After hyper handed a request back, it goes on a new connection.
+            let mut reuse = true;
+            loop {
+                let idle = if reuse { self.pool.take() } else { None };
+                let conn = match idle {
+                    Some(conn) => conn,
+                    // A new connection is rare: its own timer bounds the connect.
+                    None => match tokio::time::timeout_at(deadline, self.connect(deadline)).await {
+                        Ok(connected) => connected?,
+                        Err(_) => return Err(ExchangeError::Timeout),
+                    },
+                };
+                let reused = conn.reused;
+                match exchange(conn, request, deadline).await {
+                    Ok((response, conn)) => {
+                        let keep_alive = !asks_to_close(response.headers());
+                        let pool = self.pool;
+                        return Ok(response.map(|body| UpstreamBody {
+                            body,
+                            conn,
+                            keep_alive,
+                            ended: false,
+                            pool,
+                        }));
+                    }
+                    // hyper hands a request back only when not a byte of it was written: a pooled
+                    // connection the server closed, or wrote to, while it sat idle. Safe to send
+                    // again, on a new connection, whatever the method.
+                    Err(SendError::Hyper(mut err)) => match err.take_message() {
+                        Some(unsent) if reused => {
+                            request = unsent;
+                            reuse = false;
+                        }
+                        _ => {
+                            return Err(ExchangeError::Failed {
+                                error: err.into_error(),
+                                reused,
+                            })
+                        }
+                    },
+                    Err(SendError::Timeout) => return Err(ExchangeError::Timeout),
                 }
-                // hyper hands a request back only when not a byte of it was written: a pooled
-                // connection the server closed, or wrote to, while it sat idle. Safe to send
-                // again, on a new connection, whatever the method.
-                Err(SendError::Hyper(mut err)) => match err.take_message() {
-                    Some(unsent) if reused => {
-                        request = unsent;
-                        reuse = false;
-                    }
-                    _ => {
-                        return Err(ExchangeError::Failed {
-                            error: err.into_error(),
-                            reused,
-                        })
-                    }
-                },
-                Err(SendError::Timeout) => return Err(ExchangeError::Timeout),
             }
         }
     }
@@ -301,11 +307,11 @@ type SendResult = Result<(Response<Incoming>, Option<UpstreamConn>), SendError>;
 
 /// Sends the request and waits for the response head until `deadline`, polling the connection
 /// meanwhile. Gives the connection back unless it ended.
-async fn exchange(
+fn exchange(
     upstream: UpstreamConn,
     request: Request<RequestBody>,
     deadline: tokio::time::Instant,
-) -> SendResult {
+) -> impl Future<Output = SendResult> {
     let UpstreamConn {
         mut send,
         conn,
@@ -313,36 +319,41 @@ async fn exchange(
         expires,
         mut timer,
     } = upstream;
-    // The timer may only be late for this deadline, never early (see `expired`).
-    if timer.deadline() > deadline {
-        timer.as_mut().reset(deadline);
-    }
-    let mut conn = Some(conn);
-    let mut response = pin!(send.try_send_request(request));
-    let result = poll_fn(|cx| {
-        if let Some(running) = conn.as_mut() {
-            if running.as_mut().poll(cx).is_ready() {
-                // Closed or failed: dropping it completes the response future with an error
-                // (or the request handed back unsent) if no answer came first.
-                conn = None;
+    // hyper queues the request for the connection here, before the first await: the block
+    // below holds hyper's answer channel, not the request.
+    let response = send.try_send_request(request);
+    async move {
+        // The timer may only be late for this deadline, never early (see `expired`).
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        let mut conn = Some(conn);
+        let mut response = pin!(response);
+        let result = poll_fn(|cx| {
+            if let Some(running) = conn.as_mut() {
+                if running.as_mut().poll(cx).is_ready() {
+                    // Closed or failed: dropping it completes the response future with an error
+                    // (or the request handed back unsent) if no answer came first.
+                    conn = None;
+                }
             }
-        }
-        if let Poll::Ready(result) = response.as_mut().poll(cx) {
-            return Poll::Ready(result.map_err(|err| SendError::Hyper(Box::new(err))));
-        }
-        expired(&mut timer, deadline, cx).map(|()| Err(SendError::Timeout))
-    })
-    .await;
-    result.map(|response| {
-        let conn = conn.map(|conn| UpstreamConn {
-            send,
-            conn,
-            reused,
-            expires,
-            timer,
-        });
-        (response, conn)
-    })
+            if let Poll::Ready(result) = response.as_mut().poll(cx) {
+                return Poll::Ready(result.map_err(|err| SendError::Hyper(Box::new(err))));
+            }
+            expired(&mut timer, deadline, cx).map(|()| Err(SendError::Timeout))
+        })
+        .await;
+        result.map(|response| {
+            let conn = conn.map(|conn| UpstreamConn {
+                send,
+                conn,
+                reused,
+                expires,
+                timer,
+            });
+            (response, conn)
+        })
+    }
 }
 
 /// `Ready` once `deadline` has passed. The timer fires at its own deadline, this or an earlier

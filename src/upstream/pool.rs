@@ -317,12 +317,13 @@ impl UpstreamServer {
 
     /// Sends `request` (origin-form target) and returns the response head, its body driving
     /// the connection (`conn.rs`); [`ExchangeError::Timeout`] without a head within `timeout`.
-    pub async fn exchange(
+    /// The dialer's own future, not one around it (which would hold the request once more).
+    pub fn exchange(
         &self,
         request: Request<RequestBody>,
         timeout: Duration,
-    ) -> Result<Response<UpstreamBody>, ExchangeError> {
-        self.dialer.exchange(request, timeout).await
+    ) -> impl std::future::Future<Output = Result<Response<UpstreamBody>, ExchangeError>> + '_ {
+        self.dialer.exchange(request, timeout)
     }
 }
 
