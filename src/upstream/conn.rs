@@ -320,7 +320,8 @@ fn exchange(
         mut timer,
     } = upstream;
     // hyper queues the request for the connection here, before the first await: the block
-    // below holds hyper's answer channel, not the request.
+    // below holds hyper's future (its answer channel, or the request handed back at once if
+    // the connection is gone), not another copy of the request.
     let response = send.try_send_request(request);
     async move {
         // The timer may only be late for this deadline, never early (see `expired`).
