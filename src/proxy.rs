@@ -401,9 +401,8 @@ fn route_and_act<'s: 'a, 'a>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 // Not an `async fn`: see `handle`.
-#[allow(clippy::manual_async_fn)]
+#[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
 fn act<'a>(
     mut request: Request<Incoming>,
     connection: &'a Connection,

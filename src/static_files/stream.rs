@@ -300,9 +300,9 @@ mod tests {
     async fn a_chunk_held_is_never_overwritten_and_a_chunk_dropped_lends_its_buffer() {
         let bytes = pattern(CHUNK * 3);
         let (_keep, file) = temp_file(&bytes);
-        if !nowait_supported(&file) {
-            return;
-        }
+        // Without RWF_NOWAIT every chunk comes from the blocking pool in its own buffer: the
+        // contents are still checked, the buffer reuse is not.
+        let reads_on_worker = nowait_supported(&file);
         let mut body = FileBody::new(file, 0, bytes.len() as u64);
         // Held (as HTTP/2 holds a chunk until its frames are sent): the next read gets a buffer
         // of its own.
@@ -314,7 +314,9 @@ mod tests {
         let reused = second.as_ptr();
         drop(second);
         let third = body.frame().await.unwrap().unwrap().into_data().unwrap();
-        assert_eq!(third.as_ptr(), reused);
+        if reads_on_worker {
+            assert_eq!(third.as_ptr(), reused);
+        }
         assert!(third == bytes[2 * CHUNK..]);
         assert!(first == bytes[..CHUNK], "the chunk still held is unchanged");
         assert!(body.frame().await.is_none());

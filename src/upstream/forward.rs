@@ -58,10 +58,9 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// The request as it goes upstream, prepared before the first await. `forward`'s future holds
-/// this, not the client's `Request` (264 bytes) or its `Parts` (224): an `async fn` keeps its
-/// arguments, and every local alive across an await, for its whole life, and taking the
-/// request whole made this stage's state 3,384 bytes per request in flight
-/// (`cargo +nightly rustc --lib --release -- -Zprint-type-sizes`).
+/// this, not the client's `Request` (264 bytes) or its `Parts` (224): taken whole, they made
+/// this stage's state 3,384 bytes per request in flight (docs/architecture.md, "The request
+/// path's futures").
 struct Outgoing {
     method: Method,
     /// The client's request target: its path and query are sent unless the context gives
