@@ -164,10 +164,11 @@ pub fn forward<'a>(
                 }));
             };
             let server = pick.server;
-            let own_target = outgoing.uri.path_and_query().map_or("/", |pq| pq.as_str());
-            let uri = server
-                .uri_for(ctx.path_and_query.unwrap_or(own_target))
-                .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
+            let uri = match ctx.path_and_query {
+                Some(normalized) => server.uri_for(normalized),
+                None => server.uri_for_own(&outgoing.uri),
+            }
+            .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
             let sent = server
                 .exchange(
                     outgoing.request(uri),
