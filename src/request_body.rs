@@ -28,17 +28,18 @@ pub struct BodyTooLarge {
 /// it: the upstream never sees a truncated body that looks complete.
 ///
 /// One pointer: its state lives behind the `Arc` it shares with the exchange (see
-/// [`AbandonBody`]), and a bodiless request has none. hyper's client connection keeps a channel
-/// of requests, 32 slots per block of the `Request<RequestBody>` it carries, and each upstream
-/// connection holds one or two such blocks; the 80 bytes this type once took made every block
-/// 2.3 KiB larger (docs/performance.md, "Where the peak goes").
+/// [`AbandonBody`]), and a bodiless request has none. hyper's client connection queues its
+/// `Request<RequestBody>`s in a channel that allocates 32 slots at a time, one or two such blocks
+/// per upstream connection, so every byte here costs 32 to 64 per connection (80 bytes made each
+/// block 2.3 KiB larger: docs/performance.md, "Where the peak goes").
 #[derive(Debug)]
 pub struct RequestBody {
     /// `None`: no body.
     state: Option<Arc<Mutex<BodyState>>>,
 }
 
-/// What a body with content keeps. Only ever locked for one poll, by one task at a time.
+/// What a body with content keeps. Locked briefly, by the body's poll and by the exchange's
+/// checks ([`AbandonBody`], [`ClientWait`]), never across an await.
 #[derive(Debug)]
 struct BodyState {
     /// The client's body. `None` once it ended or was abandoned: the exchange that forwards it
