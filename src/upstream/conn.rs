@@ -111,7 +111,7 @@ impl Dialer {
     /// within `timeout` (connecting included): [`ExchangeError::Timeout`].
     ///
     /// Not an `async fn` (nor the free `exchange` below): one would hold its arguments twice,
-    /// and the 304-byte request is in every request's state while it waits for its upstream
+    /// and the 232-byte request is in every request's state while it waits for its upstream
     /// (see docs/architecture.md, "The request path's futures").
     #[allow(clippy::manual_async_fn)]
     pub fn exchange(
