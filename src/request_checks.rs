@@ -138,37 +138,54 @@ pub(crate) fn request_host<B>(request: &Request<B>) -> Result<RequestHost, Proxy
 /// `example.com:8443` → `example.com`; `[::1]:8443` → `[::1]`. `None` unless the value is a
 /// plausible host (letters, digits, `-`, `.`, `_`, or a bracketed IPv6 address) and port.
 pub fn host_name(value: &HeaderValue) -> Option<String> {
-    let text = value.to_str().ok()?;
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let end = rest.find(']')?;
-        let inside = &rest[..end];
-        inside.parse::<std::net::Ipv6Addr>().ok()?;
-        (&text[..end + 2], &rest[end + 1..])
-    } else {
-        match text.split_once(':') {
-            Some((host, _)) => (host, &text[host.len()..]),
-            None => (text, ""),
-        }
+    let bytes = value.as_bytes();
+    if bytes.first() == Some(&b'[') {
+        return bracketed_host_name(value);
+    }
+    // On bytes, every request: a name of the allowed bytes and a port of digits are ASCII, so
+    // nothing else needs checking (about 100 instructions fewer than `to_str` and `split_once`).
+    // Names are short: a plain scan beats memchr's vector set-up here.
+    let (host, port) = match bytes.iter().position(|&b| b == b':') {
+        Some(colon) => (&bytes[..colon], Some(&bytes[colon + 1..])),
+        None => (bytes, None),
     };
-    if !port.is_empty() {
-        let digits = port.strip_prefix(':')?;
-        if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
+    if port.is_some_and(|digits| !is_port(digits)) {
+        return None;
     }
     if host.is_empty()
         || host.len() > 253
-        || !(host.starts_with('[')
-            || host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
+        || !host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
     {
         return None;
     }
     // `Host: .` would otherwise be the empty name, and `https://{host}/x` would become
     // `https:///x`, which browsers read as `https://x/` (found by fuzzing).
-    let host = host.trim_end_matches('.');
-    if host.is_empty() {
+    let host = match host.iter().rposition(|&b| b != b'.') {
+        Some(last) => &host[..=last],
+        None => return None,
+    };
+    let mut name = std::str::from_utf8(host).ok()?.to_owned();
+    name.make_ascii_lowercase();
+    Some(name)
+}
+
+fn is_port(digits: &[u8]) -> bool {
+    !digits.is_empty() && digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit)
+}
+
+/// `[::1]` or `[::1]:8443`: the address inside the brackets must parse.
+fn bracketed_host_name(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let rest = text.strip_prefix('[')?;
+    let end = rest.find(']')?;
+    rest[..end].parse::<std::net::Ipv6Addr>().ok()?;
+    let (host, port) = (&text[..end + 2], &rest[end + 1..]);
+    if !port.is_empty() && !is_port(port.strip_prefix(':')?.as_bytes()) {
+        return None;
+    }
+    if host.len() > 253 {
         return None;
     }
     Some(host.to_ascii_lowercase())
