@@ -31,8 +31,6 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-
-use rustc_hash::FxHashMap;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::path::PathBuf;
@@ -48,6 +46,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 

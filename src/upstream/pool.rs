@@ -316,7 +316,7 @@ impl UpstreamServer {
     }
 
     /// The client's own request target as an origin-form one: its path and query shared, not
-    /// parsed again as [`uri_for`](Self::uri_for) would (about 250 instructions per request).
+    /// parsed again as [`uri_for`](Self::uri_for) would (about 150 instructions per request).
     pub fn uri_for_own(&self, client_target: &Uri) -> Result<Uri, http::Error> {
         let mut parts = http::uri::Parts::default();
         parts.path_and_query = Some(
