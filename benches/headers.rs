@@ -18,7 +18,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rampart::policy::headers::{HeaderPolicyBuilder, Preset};
 use rampart::request_id::new_request_id;
-use rampart::upstream::headers::{rewrite_request, ClientFacts};
+use rampart::upstream::headers::{ip_header_value, rewrite_request, ClientFacts};
 
 fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
@@ -97,9 +97,13 @@ fn request_rewrite(c: &mut Criterion) {
     let template = browser_request();
     let request_id = new_request_id();
     let host = HeaderValue::from_static("www.example.com");
+    let peer = IpAddr::from([203, 0, 113, 7]);
+    // Formatted once per connection by the listener.
+    let peer_header = ip_header_value(peer);
     let ctx = ClientFacts {
         request_id: &request_id,
-        peer: IpAddr::from([203, 0, 113, 7]),
+        peer,
+        peer_header: &peer_header,
         peer_trusted: false,
         client_ip: IpAddr::from([203, 0, 113, 7]),
         host: &host,

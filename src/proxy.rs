@@ -41,6 +41,9 @@ use crate::Shared;
 #[derive(Debug)]
 pub struct Connection {
     pub peer: SocketAddr,
+    /// The peer's address as X-Forwarded-For and X-Real-IP carry it: formatted once per
+    /// connection instead of on every request (`upstream::headers::ip_header_value`).
+    pub peer_header: HeaderValue,
     /// The TLS server name the client asked for, if any.
     pub sni: Option<String>,
     pub in_flight: Arc<InFlight>,
@@ -502,6 +505,7 @@ fn act<'a>(
                     client: ClientFacts {
                         request_id,
                         peer,
+                        peer_header: &connection.peer_header,
                         peer_trusted: is_trusted(peer, trusted),
                         client_ip: client,
                         host: &host.value,

@@ -208,6 +208,7 @@ pub async fn run(
             let framing = (!h2).then(|| Arc::new(Framing::default()));
             let connection = Arc::new(Connection {
                 peer,
+                peer_header: crate::upstream::headers::ip_header_value(peer.ip()),
                 sni,
                 in_flight: in_flight.clone(),
                 metrics,

@@ -17,7 +17,8 @@ use crate::header_names::{
 use crate::request_checks::{check_request, host_name, request_host};
 use crate::request_id::request_id;
 use crate::upstream::headers::{
-    is_websocket_upgrade, set_forwarding_headers, strip_hop_by_hop, strip_underscored, ClientFacts,
+    ip_header_value, is_websocket_upgrade, set_forwarding_headers, strip_hop_by_hop,
+    strip_underscored, ClientFacts,
 };
 
 /// Request header cleaning: host validation, request ids, hop-by-hop removal and the
@@ -85,9 +86,11 @@ pub fn headers(data: &[u8]) {
     forwarded.remove(header::EXPECT);
 
     let peer_trusted = !trusted.is_empty();
+    let peer_header = ip_header_value(peer);
     let ctx = ClientFacts {
         request_id: &id,
         peer,
+        peer_header: &peer_header,
         peer_trusted,
         client_ip: client,
         host: &host.value,

@@ -164,6 +164,8 @@ pub fn is_websocket_upgrade(version: Version, headers: &HeaderMap) -> bool {
 pub struct ClientFacts<'a> {
     pub request_id: &'a HeaderValue,
     pub peer: IpAddr,
+    /// `peer` as a header value ([`ip_header_value`]), formatted once per connection.
+    pub peer_header: &'a HeaderValue,
     /// The peer is in `trusted_proxies`: its X-Forwarded-For and Forwarded are kept.
     pub peer_trusted: bool,
     pub client_ip: IpAddr,
@@ -174,8 +176,8 @@ pub struct ClientFacts<'a> {
 /// Sets the forwarding headers on a request about to go upstream. Whatever an untrusted client
 /// sent in these headers is replaced, never believed.
 pub fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ClientFacts<'_>) {
-    let peer = ip_header_value(ctx.peer);
-    // Usually the same address: formatted once.
+    let peer = ctx.peer_header.clone();
+    // Usually the same address: formatted once, for the connection.
     let real_ip = if ctx.client_ip == ctx.peer {
         peer.clone()
     } else {
@@ -206,11 +208,12 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ClientFacts<'_>) {
     headers.insert(header::HOST, ctx.host.clone());
 }
 
-fn ip_header_value(ip: IpAddr) -> HeaderValue {
+/// An address as a header value. Written into a stack buffer (IPv6) or digit by digit (IPv4):
+/// `to_string` would allocate a String only to copy it again.
+pub fn ip_header_value(ip: IpAddr) -> HeaderValue {
     if let IpAddr::V4(v4) = ip {
         return ipv4_header_value(v4);
     }
-    // Written into a stack buffer: `to_string` would allocate a String only to copy it again.
     let mut buffer = [0u8; 48];
     let mut cursor = std::io::Cursor::new(&mut buffer[..]);
     if std::io::Write::write_fmt(&mut cursor, format_args!("{ip}")).is_err() {
@@ -335,9 +338,12 @@ mod tests {
         headers.insert(&FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
         let id = HeaderValue::from_static("abc");
         let host = HeaderValue::from_static("example.com");
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let peer_header = ip_header_value(peer);
         let ctx = ClientFacts {
             request_id: &id,
-            peer: "10.0.0.1".parse().unwrap(),
+            peer,
+            peer_header: &peer_header,
             peer_trusted: false,
             client_ip: "10.0.0.1".parse().unwrap(),
             host: &host,
