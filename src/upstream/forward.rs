@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -63,9 +64,9 @@ fn is_idempotent(method: &Method) -> bool {
 /// path's futures").
 struct Outgoing {
     method: Method,
-    /// The client's request target: its path and query are sent unless the context gives
-    /// the normalized ones.
-    uri: Uri,
+    /// The origin-form target every send carries (see [`origin_form`]); `None`: it cannot be
+    /// forwarded.
+    target: Option<Uri>,
     /// The client speaks HTTP/1: an upload still running when the response comes ends its
     /// connection.
     client_http1: bool,
@@ -102,7 +103,7 @@ impl Outgoing {
         };
         Outgoing {
             method: parts.method,
-            uri: parts.uri,
+            target: origin_form(&parts.uri, ctx.path_and_query),
             client_http1: parts.version < Version::HTTP_2,
             spare_headers: resendable.then(|| headers.clone()),
             headers: Some(headers),
@@ -114,10 +115,10 @@ impl Outgoing {
 
     /// The request of one send: the body and the headers the first time, the spare headers
     /// (and no body: only bodiless requests are sent again) after.
-    fn request(&mut self, uri: Uri) -> Request<RequestBody> {
+    fn request(&mut self, target: Uri) -> Request<RequestBody> {
         let mut request = Request::new(self.body.take().unwrap_or_else(RequestBody::empty));
         *request.method_mut() = self.method.clone();
-        *request.uri_mut() = uri;
+        *request.uri_mut() = target;
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = match self.headers.take() {
             Some(headers) => headers,
@@ -138,6 +139,9 @@ pub fn forward<'a>(
 ) -> impl Future<Output = Result<Response<ResponseBody>, ProxyError>> + 'a {
     let mut outgoing = Outgoing::prepare(request, ctx);
     async move {
+        let Some(target) = outgoing.target.take() else {
+            return Err(ProxyError::BadRequest("request target cannot be forwarded"));
+        };
         // Retry only what cannot have reached the app: a connect failure, on another server.
         let retry =
             outgoing.resendable && upstream.settings.retries > 0 && upstream.server_count() > 1;
@@ -164,14 +168,9 @@ pub fn forward<'a>(
                 }));
             };
             let server = pick.server;
-            let uri = match ctx.path_and_query {
-                Some(normalized) => server.uri_for(normalized),
-                None => server.uri_for_own(&outgoing.uri),
-            }
-            .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
             let sent = server
                 .exchange(
-                    outgoing.request(uri),
+                    outgoing.request(target.clone()),
                     ctx.response_timeout
                         .unwrap_or(upstream.settings.response_timeout),
                 )
@@ -278,6 +277,22 @@ pub fn forward<'a>(
             ),
         ))
     }
+}
+
+/// The request target as it goes upstream, in origin form (RFC 9112 §3.2.1), made once for every
+/// send: the normalized path and query when the route rewrote them, else the client's own,
+/// shared rather than parsed again (about 150 instructions per request under callgrind).
+fn origin_form(client_target: &Uri, normalized: Option<&str>) -> Option<Uri> {
+    let path_and_query = match normalized {
+        Some(normalized) => PathAndQuery::try_from(normalized).ok()?,
+        None => client_target
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).ok()
 }
 
 /// Sends of one request on stale pooled connections before giving up (each takes a connection

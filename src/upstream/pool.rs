@@ -315,19 +315,6 @@ impl UpstreamServer {
         Uri::builder().path_and_query(path_and_query).build()
     }
 
-    /// The client's own request target as an origin-form one: its path and query shared, not
-    /// parsed again as [`uri_for`](Self::uri_for) would (about 150 instructions per request).
-    pub fn uri_for_own(&self, client_target: &Uri) -> Result<Uri, http::Error> {
-        let mut parts = http::uri::Parts::default();
-        parts.path_and_query = Some(
-            client_target
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-        );
-        Ok(Uri::from_parts(parts)?)
-    }
-
     /// Sends `request` (origin-form target) and returns the response head, its body driving
     /// the connection (`conn.rs`); [`ExchangeError::Timeout`] without a head within `timeout`.
     /// The dialer's own future, not one around it (which would hold the request once more).
