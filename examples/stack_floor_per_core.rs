@@ -23,6 +23,13 @@
 //! Like `stack_floor.rs`, it forwards the request head as it came (a client's `Connection: close`
 //! included), sets `Host` only when the request has none (HTTP/2), and adds HSTS to the answer.
 //!
+//! With `FLOOR_SAME_HEADERS=1` it also does rampart's header work on every request, in the
+//! plainest code: `X-Forwarded-For/-Proto/-Host`, `X-Real-IP`, a new `X-Request-Id` and `Host`
+//! set on the request; the upstream's `Server` and `X-Powered-By` removed and the strict preset's
+//! seven security headers and the request id set on the response. It measures what those headers
+//! cost in the `http` and hyper crates by themselves (docs/performance.md, "The floor doing the
+//! same header work").
+//!
 //! Not a product: it has none of rampart's protections (no timeouts, no limits). Never expose it.
 
 use std::cell::RefCell;
@@ -34,7 +41,7 @@ use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use http::header::{HeaderValue, CONNECTION, HOST, STRICT_TRANSPORT_SECURITY};
+use http::header::{HeaderName, HeaderValue, CONNECTION, HOST, STRICT_TRANSPORT_SECURITY};
 use http::uri::PathAndQuery;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, TrySendError};
@@ -157,12 +164,14 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, upstream: SocketAddr) {
     let _ = tcp.set_nodelay(true);
+    let peer = tcp.peer_addr().map(|addr| addr.ip()).ok();
     let Ok(tls) = acceptor.accept(tcp).await else {
         return;
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let service =
-        hyper::service::service_fn(move |request: Request<Incoming>| forward(upstream, request));
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        forward(upstream, peer, request)
+    });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder = if h2 {
         builder.http2_only()
@@ -191,9 +200,11 @@ thread_local! {
 
 async fn forward(
     upstream: SocketAddr,
+    peer: Option<std::net::IpAddr>,
     request: Request<Incoming>,
 ) -> Result<Response<UpstreamBody>, Error> {
     let (mut parts, body) = request.into_parts();
+    let request_id = SAME_HEADERS.then(|| set_request_headers(&mut parts, peer));
     // What hyper-util's client does before it writes a request: origin form, and a Host header
     // when the request has none (HTTP/2 carries it as :authority).
     let path = parts
@@ -220,10 +231,15 @@ async fn forward(
         match result {
             Ok(mut response) => {
                 let keep_alive = !has_close(response.headers());
-                response.headers_mut().insert(
-                    STRICT_TRANSPORT_SECURITY,
-                    HeaderValue::from_static("max-age=31536000"),
-                );
+                match &request_id {
+                    Some(id) => set_response_headers(response.headers_mut(), id),
+                    None => {
+                        response.headers_mut().insert(
+                            STRICT_TRANSPORT_SECURITY,
+                            HeaderValue::from_static("max-age=31536000"),
+                        );
+                    }
+                }
                 return Ok(response.map(|body| UpstreamBody {
                     body,
                     conn: conn_left,
@@ -243,6 +259,81 @@ async fn forward(
             },
         }
     }
+}
+
+/// `FLOOR_SAME_HEADERS=1`: rampart's header work too (see the top of this file).
+static SAME_HEADERS: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| std::env::var_os("FLOOR_SAME_HEADERS").is_some_and(|v| v == "1"));
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
+/// The strict preset's (src/policy/headers.rs).
+static SECURITY_HEADERS: [(HeaderName, &str); 7] = [
+    (
+        http::header::STRICT_TRANSPORT_SECURITY,
+        "max-age=31536000; includeSubDomains",
+    ),
+    (
+        http::header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+    ),
+    (http::header::X_FRAME_OPTIONS, "DENY"),
+    (http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (
+        http::header::REFERRER_POLICY,
+        "strict-origin-when-cross-origin",
+    ),
+    (
+        HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=()",
+    ),
+    (
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    ),
+];
+
+/// The request headers rampart sets, the plainest way; returns the request id.
+fn set_request_headers(
+    parts: &mut http::request::Parts,
+    peer: Option<std::net::IpAddr>,
+) -> HeaderValue {
+    let headers = &mut parts.headers;
+    let peer = peer.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    let peer = HeaderValue::from_str(&peer).unwrap_or(HeaderValue::from_static("unknown"));
+    let host = headers
+        .get(HOST)
+        .cloned()
+        .or_else(|| {
+            let authority = parts.uri.authority()?;
+            HeaderValue::from_str(authority.as_str()).ok()
+        })
+        .unwrap_or(HeaderValue::from_static("localhost"));
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"));
+    headers.insert(X_FORWARDED_FOR, peer.clone());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_HOST, host.clone());
+    headers.insert(X_REAL_IP, peer);
+    headers.insert(X_REQUEST_ID, id.clone());
+    headers.insert(HOST, host);
+    id
+}
+
+/// The response headers rampart's strict preset sets and removes, the plainest way.
+fn set_response_headers(headers: &mut http::HeaderMap, request_id: &HeaderValue) {
+    headers.remove(http::header::SERVER);
+    headers.remove(X_POWERED_BY);
+    for (name, value) in &SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    let mut id = request_id.clone();
+    id.set_sensitive(true);
+    headers.insert(X_REQUEST_ID, id);
 }
 
 async fn connect(upstream: SocketAddr) -> Result<Upstream, Error> {

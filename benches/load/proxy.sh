@@ -25,6 +25,9 @@
 # (examples/stack_floor_per_core.rs) is that floor in nginx's shape: a current-thread runtime
 # and an SO_REUSEPORT listener per worker, upstream connections driven in the request's task.
 # SERVERS limits the servers measured (all five by default: rampart nginx direct floor floor2).
+# FLOOR_SAME_HEADERS=1 gives the per-core floor rampart's header work too (the forwarding headers,
+# the strict security headers, the request id; examples/stack_floor_per_core.rs): the stack's
+# cost for the job nginx does here, without rampart's own code.
 # then prints the medians, the ratios to nginx, the CPU time per request (user + system of the
 # server's processes over the run / requests done; direct: the upstream's), the new upstream
 # connections it opened during a run (the upstream's accept count before and after; direct: the
@@ -330,6 +333,7 @@ column_of() { echo "${results[$1,$2]:-}" | tr ';' '\n' | awk -v c="$3" 'NF { pri
 med() { column_of "$1" "$2" "$3" | median; }
 
 echo
+[ "${FLOOR_SAME_HEADERS:-0}" = 1 ] && echo "per-core floor: with rampart's header work (FLOOR_SAME_HEADERS=1)"
 echo "medians over $ROUNDS rounds (ratios to nginx: above 1 is better for req/s, below 1 for latency, CPU and memory)"
 line() { printf '%-38s %10s %10s %7s %12s %10s %7s %10s %7s\n' "$@"; }
 line "" rampart nginx "r/nginx" "direct (ceil)" floor "f/nginx" "per-core" "p/nginx"
