@@ -50,7 +50,8 @@ protocol=(--h1)
 count() {
     local name=$1 requests=$2 pid
     shift 2
-    TOKIO_WORKER_THREADS=2 valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.out" \
+    # shellcheck disable=SC2086 # CALLGRIND_ARGS: more options, e.g. "--cache-sim=yes".
+    TOKIO_WORKER_THREADS=2 valgrind --tool=callgrind ${CALLGRIND_ARGS:-} --callgrind-out-file="$OUT/$name.out" \
         "$@" >/dev/null 2>"$OUT/$name.err" &
     pid=$!
     for _ in $(seq 1 100); do
