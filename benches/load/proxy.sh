@@ -191,13 +191,22 @@ for port in "$RAMPART_PORT" "$NGINX_PORT"; do
         fi
     done
 done
-# The floors: the page and HSTS (their only work).
+# The floors: the page and HSTS (their only work); with FLOOR_SAME_HEADERS=1, the per-core floor
+# does the proxies' header work, checked as theirs.
 for port in "$FLOOR_PORT" "$FLOOR2_PORT"; do
+    expected=(strict-transport-security)
+    if [ "$port" = "$FLOOR2_PORT" ] && [ "${FLOOR_SAME_HEADERS:-0}" = 1 ]; then
+        expected=(strict-transport-security content-security-policy x-frame-options
+            x-content-type-options referrer-policy permissions-policy cross-origin-opener-policy
+            x-request-id)
+    fi
     for version in --http1.1 --http2; do
         curl -ks "$version" -D "$work/head" -o "$work/body" "https://127.0.0.1:$port/"
         cmp -s "$work/body" "$work/page" || { echo "port $port ($version) sent another body" >&2; exit 1; }
-        grep -qi "^strict-transport-security:" "$work/head" ||
-            { echo "port $port ($version) sent no HSTS" >&2; cat "$work/head" >&2; exit 1; }
+        for header in "${expected[@]}"; do
+            grep -qi "^$header:" "$work/head" ||
+                { echo "port $port ($version) sent no $header" >&2; cat "$work/head" >&2; exit 1; }
+        done
     done
 done
 
