@@ -27,9 +27,7 @@ use crate::policy::auth::forward::{Subject, Verdict};
 use crate::policy::cors;
 use crate::policy::csp::{self, Nonce};
 use crate::policy::headers::HeaderPolicy;
-use crate::request_checks::{
-    announces_body, check_request, declared_length, request_host, RequestHost,
-};
+use crate::request_checks::{check_head, declared_length, request_host, HeadFacts, RequestHost};
 use crate::request_id::request_id;
 use crate::router::Lookup;
 use crate::snapshot::{Action, Auth, Route, Snapshot};
@@ -95,9 +93,11 @@ pub fn handle<'a>(
 
         // 1b. A banned client (policy/ban) is refused before any other work is done for it.
         let banned = snapshot.bans.refuses(client);
+        // The header section's framing fields, size and Host count, read once for every check.
+        let head = HeadFacts::of(&request);
         // A banned HTTP/1 client is told to close too: its next connection is closed at accept.
         let body_may_be_unread =
-            request.version() < Version::HTTP_2 && (banned || announces_body(&request));
+            request.version() < Version::HTTP_2 && (banned || head.announces_body());
         // A config whose CSP holds `{nonce}`: one per response, the same in the request the
         // upstream gets (`X-CSP-Nonce`) and in the response's header.
         let nonce = snapshot.nonces.then(Nonce::generate);
@@ -109,6 +109,7 @@ pub fn handle<'a>(
         } else {
             route_and_act(
                 request,
+                &head,
                 connection,
                 snapshot,
                 &request_id,
@@ -292,6 +293,7 @@ impl<'s> Routed<'s> {
 #[allow(clippy::manual_async_fn)]
 fn route_and_act<'s: 'a, 'a>(
     request: Request<Incoming>,
+    head: &'a HeadFacts,
     connection: &'a Connection,
     snapshot: &'s Snapshot,
     request_id: &'a HeaderValue,
@@ -307,7 +309,7 @@ fn route_and_act<'s: 'a, 'a>(
             .framing
             .as_ref()
             .map_or(Ok(()), |framing| framing.check_next_request());
-        if let Err(err) = check_request(&request, snapshot.client.max_header_bytes) {
+        if let Err(err) = check_head(&request, head, snapshot.client.max_header_bytes) {
             return (Err(err), Routed::default());
         }
         if let Err(ambiguity) = framing {

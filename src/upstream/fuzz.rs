@@ -14,7 +14,7 @@ use crate::client_ip::client_ip;
 use crate::header_names::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID,
 };
-use crate::request_checks::{check_request, host_name, request_host};
+use crate::request_checks::{check_head, host_name, request_host, HeadFacts};
 use crate::request_id::request_id;
 use crate::upstream::headers::{
     ip_header_value, is_websocket_upgrade, set_forwarding_headers, strip_hop_by_hop,
@@ -58,7 +58,7 @@ pub fn headers(data: &[u8]) {
     let mut request = Request::new(());
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
-    if check_request(&request, 16 * 1024).is_err() {
+    if check_head(&request, &HeadFacts::of(&request), 16 * 1024).is_err() {
         return;
     }
     let Ok(host) = request_host(&request) else {
