@@ -18,13 +18,59 @@ pub fn rewrite_request(
     client: &ClientFacts<'_>,
     upgrade: Option<HeaderValue>,
 ) {
-    strip_hop_by_hop(headers);
-    strip_underscored(headers);
-    join_cookie_crumbs(headers);
-    drop_expect(headers);
-    set_forwarding_headers(headers, client);
+    // Each rule below runs only when its fields are there: most requests carry none of them,
+    // and a lookup or removal costs a hash and a probe even for an absent field.
+    let present = RequestFields::scan(headers);
+    if present.hop_by_hop {
+        strip_hop_by_hop(headers);
+    }
+    if present.underscored {
+        strip_underscored(headers);
+    }
+    if present.cookies > 1 {
+        join_cookie_crumbs(headers);
+    }
+    if present.expect {
+        drop_expect(headers);
+    }
+    if present.forwarded && !client.peer_trusted {
+        headers.remove(&FORWARDED);
+    }
+    insert_forwarding_headers(headers, client);
     if let Some(protocol) = upgrade {
         ask_for_upgrade(headers, protocol);
+    }
+}
+
+/// Which of the fields [`rewrite_request`]'s rules act on a request has, found in one pass over
+/// its names.
+#[derive(Debug, Default)]
+struct RequestFields {
+    hop_by_hop: bool,
+    underscored: bool,
+    cookies: usize,
+    expect: bool,
+    forwarded: bool,
+}
+
+impl RequestFields {
+    fn scan(headers: &HeaderMap) -> Self {
+        let mut present = RequestFields::default();
+        // `iter`, not `keys`: a repeated Cookie is counted once per field.
+        for (name, _) in headers {
+            if *name == header::COOKIE {
+                present.cookies += 1;
+            } else if *name == header::EXPECT {
+                present.expect = true;
+            } else if *name == FORWARDED {
+                present.forwarded = true;
+            } else if is_hop_by_hop(name) {
+                present.hop_by_hop = true;
+            } else if name.as_str().as_bytes().contains(&b'_') {
+                present.underscored = true;
+            }
+        }
+        present
     }
 }
 
@@ -176,6 +222,15 @@ pub struct ClientFacts<'a> {
 /// Sets the forwarding headers on a request about to go upstream. Whatever an untrusted client
 /// sent in these headers is replaced, never believed.
 pub fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ClientFacts<'_>) {
+    if !ctx.peer_trusted {
+        headers.remove(&FORWARDED);
+    }
+    insert_forwarding_headers(headers, ctx);
+}
+
+/// [`set_forwarding_headers`] less the removal of an untrusted `Forwarded`, which
+/// [`rewrite_request`] makes only when there is one.
+fn insert_forwarding_headers(headers: &mut HeaderMap, ctx: &ClientFacts<'_>) {
     let peer = ctx.peer_header.clone();
     // Usually the same address: formatted once, for the connection.
     let real_ip = if ctx.client_ip == ctx.peer {
@@ -196,9 +251,6 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ClientFacts<'_>) {
     } else {
         peer
     };
-    if !ctx.peer_trusted {
-        headers.remove(&FORWARDED);
-    }
     headers.insert(&X_FORWARDED_FOR, forwarded_for);
     headers.insert(&X_FORWARDED_PROTO, HTTPS.clone());
     headers.insert(&X_FORWARDED_HOST, ctx.host.clone());
@@ -317,6 +369,60 @@ mod tests {
         headers.insert("x-secret", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut headers);
         assert!(headers.is_empty(), "{headers:?}");
+    }
+
+    /// `rewrite_request` skips the rules whose fields a request lacks: the result must be what
+    /// applying every rule gives, for every mix of the fields they act on.
+    #[test]
+    fn the_rewrite_equals_every_rule_applied() {
+        let fields: [(&str, &str); 12] = [
+            ("connection", "close, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("x_forwarded_for", "7.7.7.7"),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("expect", "100-continue"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("host", "example.com"),
+            ("x-kept", "1"),
+        ];
+        let id = HeaderValue::from_static("abc");
+        let host = HeaderValue::from_static("example.com:8443");
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let peer_header = ip_header_value(peer);
+        for peer_trusted in [false, true] {
+            let ctx = ClientFacts {
+                request_id: &id,
+                peer,
+                peer_header: &peer_header,
+                peer_trusted,
+                client_ip: "10.0.0.2".parse().unwrap(),
+                host: &host,
+            };
+            for mix in 0..1u32 << fields.len() {
+                let mut request = HeaderMap::new();
+                for (i, (name, value)) in fields.iter().enumerate() {
+                    if mix & 1 << i != 0 {
+                        request.append(*name, HeaderValue::from_static(value));
+                    }
+                }
+                let mut every_rule = request.clone();
+                strip_hop_by_hop(&mut every_rule);
+                strip_underscored(&mut every_rule);
+                join_cookie_crumbs(&mut every_rule);
+                drop_expect(&mut every_rule);
+                set_forwarding_headers(&mut every_rule, &ctx);
+                let mut rewritten = request.clone();
+                rewrite_request(&mut rewritten, &ctx, None);
+                assert_eq!(
+                    rewritten, every_rule,
+                    "{request:?}, trusted: {peer_trusted}"
+                );
+            }
+        }
     }
 
     #[test]
