@@ -108,6 +108,21 @@ fn main() -> Result<(), Error> {
     for _ in 0..workers {
         bound_rx.recv()??;
     }
+    // SIGTERM ends the program with `exit`, as rampart's shutdown does, not by the signal: a
+    // profile-instrumented build (a PGO training run) writes its profile at exit.
+    std::thread::Builder::new()
+        .name("floor-signals".into())
+        .spawn(|| -> std::io::Result<()> {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(async {
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?
+                        .recv()
+                        .await;
+                    std::process::exit(0)
+                })
+        })?;
     for thread in threads {
         thread.join().map_err(|_| "a worker panicked")??;
     }

@@ -6,6 +6,8 @@
 #
 #   bash benches/load/cpu_split.sh               # 3 rounds of 8 s, about 2 minutes
 #   ROUNDS=5 DURATION=10 bash benches/load/cpu_split.sh
+#   ALSO_BIN=target/pgo/release/rampart bash benches/load/cpu_split.sh   # and another build of
+#                                                  # rampart beside (tools/pgo-build.sh's)
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -14,6 +16,7 @@ RAMPART_PORT=${RAMPART_PORT:-19543}
 NGINX_PORT=${NGINX_PORT:-19544}
 FLOOR2_PORT=${FLOOR2_PORT:-19545}
 UPSTREAM_PORT=${UPSTREAM_PORT:-19580}
+ALSO_PORT=${ALSO_PORT:-19546}
 WORKERS=${WORKERS:-2}
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -62,6 +65,15 @@ pids+=("$floor2_pid")
 wait_https "$RAMPART_PORT" / || { cat "$work/rampart.log" >&2; exit 1; }
 wait_https "$NGINX_PORT" / || { cat "$work/nginx-error.log" >&2; exit 1; }
 wait_https "$FLOOR2_PORT" /
+servers=("rampart:$RAMPART_PORT:$rampart_pid" "nginx:$NGINX_PORT:$nginx_pid"
+    "floor-same-headers:$FLOOR2_PORT:$floor2_pid")
+if [ -n "${ALSO_BIN:-}" ]; then
+    proxy_config "$ALSO_PORT" "$work/certs" "$UPSTREAM_PORT" >"$work/also.toml"
+    TOKIO_WORKER_THREADS=$WORKERS "$ALSO_BIN" run --no-watch -c "$work/also.toml" >"$work/also.log" 2>&1 &
+    pids+=($!)
+    servers+=("rampart-$(basename "$(dirname "$(dirname "$ALSO_BIN")")"):$ALSO_PORT:$!")
+    wait_https "$ALSO_PORT" / || { cat "$work/also.log" >&2; exit 1; }
+fi
 
 # "user system" clock ticks of a process and its children (nginx's workers), all threads.
 ticks() {
@@ -77,8 +89,7 @@ ticks() {
 hz=$(getconf CLK_TCK)
 echo "user / system CPU µs per request, wrk -t2 -c50 -d${DURATION}s"
 for round in $(seq "$ROUNDS"); do
-    for server in rampart:$RAMPART_PORT:$rampart_pid nginx:$NGINX_PORT:$nginx_pid \
-        floor-same-headers:$FLOOR2_PORT:$floor2_pid; do
+    for server in "${servers[@]}"; do
         IFS=: read -r name port pid <<<"$server"
         read -r u0 s0 < <(ticks "$pid")
         out=$(wrk -t2 -c50 -d"${DURATION}s" "https://127.0.0.1:$port/" 2>&1)

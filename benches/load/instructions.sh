@@ -14,6 +14,8 @@
 #   bash benches/load/instructions.sh
 #   N=5000 H2=1 bash benches/load/instructions.sh
 #   SERVERS=rampart bash benches/load/instructions.sh   # rampart only
+#   RAMPART_BIN=target/pgo/release/rampart SERVERS=rampart bash benches/load/instructions.sh
+#                                                      # another build (tools/pgo-build.sh's)
 #
 # Needs valgrind and h2load (nghttp2-client): installed with apt-get when missing. Takes about
 # three minutes. valgrind counts a `rep movsb` copy byte by byte, so large memcpy weighs more here
@@ -89,7 +91,7 @@ per_request() { # name command...
 SERVERS=${SERVERS:-rampart floor floor2}
 rampart=- floor=- floor2=-
 case " $SERVERS " in *" rampart "*)
-    rampart=$(per_request rampart "$bin/rampart" run --no-watch -c "$OUT/rampart.toml") ;;
+    rampart=$(per_request rampart "${RAMPART_BIN:-$bin/rampart}" run --no-watch -c "$OUT/rampart.toml") ;;
 esac
 case " $SERVERS " in *" floor "*)
     floor=$(per_request floor "$bin/examples/stack_floor" "127.0.0.1:$PORT" \

@@ -37,6 +37,8 @@
 #   bash benches/load/proxy.sh                        # about 5 minutes
 #   ROUNDS=5 DURATION=10s PROFILE=both bash benches/load/proxy.sh
 #   SERVERS="nginx floor floor2" PROFILE=high bash benches/load/proxy.sh
+#   RAMPART_BIN=target/pgo/release/rampart bash benches/load/proxy.sh   # another build of
+#                                                   # rampart (tools/pgo-build.sh's)
 #
 # Needs nginx, wrk and h2load (nghttp2-client): installed with apt-get when missing.
 set -euo pipefail
@@ -74,7 +76,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build --release --quiet --bin rampart --example bench_upstream --example stack_floor \
     --example stack_floor_per_core
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
-RAMPART="$target_dir/release/rampart"
+RAMPART=${RAMPART_BIN:-$target_dir/release/rampart}
 UPSTREAM="$target_dir/release/examples/bench_upstream"
 FLOOR="$target_dir/release/examples/stack_floor"
 FLOOR2="$target_dir/release/examples/stack_floor_per_core"
@@ -308,6 +310,7 @@ record() { # server test rps p50 p99 cpu upstream-connections
 }
 
 echo "rampart $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?') vs $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(h2load --version | head -1), wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
+[ -n "${RAMPART_BIN:-}" ] && echo "rampart binary: $RAMPART_BIN"
 echo "$WORKERS workers each; PROFILE=$PROFILE: ${tests[*]}; wrk -t2 -c$CONNECTIONS, h2load -t2 -c$H2_CLIENTS -m$H2_STREAMS$(
     [ "$PROFILE" = default ] || echo ", wrk -t1 -c$HIGH_CONNECTIONS, h2load -t1 -c$HIGH_H2_CLIENTS -m$H2_STREAMS"
 ); $DURATION per run; $ROUNDS interleaved rounds"

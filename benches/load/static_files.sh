@@ -10,6 +10,7 @@
 #
 #   bash benches/load/static_files.sh
 #   ROUNDS=5 DURATION=15s CONNECTIONS=100 bash benches/load/static_files.sh
+#   RAMPART_BIN=target/pgo/release/rampart bash benches/load/static_files.sh   # another build
 #
 # Needs nginx and wrk: installed with apt-get when missing (Debian/Ubuntu).
 set -euo pipefail
@@ -30,7 +31,7 @@ need_tools wrk:wrk nginx:nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --quiet
-RAMPART="${CARGO_TARGET_DIR:-$repo/target}/release/rampart"
+RAMPART=${RAMPART_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/rampart}
 
 work=$(mktemp -d)
 pids=()
