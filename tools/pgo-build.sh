@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # A profile-guided (PGO) release build of rampart: an instrumented build is run under the load
 # bench's own workloads, and the profile it writes lays out and inlines the real build (hot code
-# packed together, cold code moved away). What it buys on this machine, and what it does not:
-# docs/performance.md, "A profile-guided build".
+# packed together, cold code moved away). How to use it: docs/operations.md, "The profile-guided
+# build"; what it buys on this machine, and what it does not: docs/performance.md, "Where it
+# stands".
 #
-#   bash tools/pgo-build.sh              # about 15 minutes on 2 cores; prints the binary's path
-#   TRAIN=5s bash tools/pgo-build.sh     # a shorter training run
+#   bash tools/pgo-build.sh              # 11 to 15 minutes on 2 cores; prints the binary's path
+#   TRAIN=5s bash tools/pgo-build.sh     # a shorter training run (seconds, written "Ns")
 #
 # Builds into target/pgo-gen (instrumented) and target/pgo (the result: target/pgo/release/rampart,
 # its profile target/pgo/rampart.profdata). Needs wrk and h2load (installed with apt-get when

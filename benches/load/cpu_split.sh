@@ -7,7 +7,8 @@
 #   bash benches/load/cpu_split.sh               # 3 rounds of 8 s, about 2 minutes
 #   ROUNDS=5 DURATION=10 bash benches/load/cpu_split.sh
 #   ALSO_BIN=target/pgo/release/rampart bash benches/load/cpu_split.sh   # and another build of
-#                                                  # rampart beside (tools/pgo-build.sh's)
+#                                                  # rampart beside ("also": tools/pgo-build.sh's)
+#   RAMPART_BIN=…                                  # another build in rampart's place
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -52,7 +53,7 @@ EOF" >"$work/nginx.conf"
 "$bin/examples/bench_upstream" "127.0.0.1:$UPSTREAM_PORT" 2>/dev/null &
 pids+=($!)
 wait_http "$UPSTREAM_PORT" /
-TOKIO_WORKER_THREADS=$WORKERS "$bin/rampart" run --no-watch -c "$work/rampart.toml" >"$work/rampart.log" 2>&1 &
+TOKIO_WORKER_THREADS=$WORKERS "${RAMPART_BIN:-$bin/rampart}" run --no-watch -c "$work/rampart.toml" >"$work/rampart.log" 2>&1 &
 rampart_pid=$!
 pids+=("$rampart_pid")
 "$NGINX" -c "$work/nginx.conf" -p "$work" 2>>"$work/nginx-error.log" &
@@ -71,7 +72,7 @@ if [ -n "${ALSO_BIN:-}" ]; then
     proxy_config "$ALSO_PORT" "$work/certs" "$UPSTREAM_PORT" >"$work/also.toml"
     TOKIO_WORKER_THREADS=$WORKERS "$ALSO_BIN" run --no-watch -c "$work/also.toml" >"$work/also.log" 2>&1 &
     pids+=($!)
-    servers+=("rampart-$(basename "$(dirname "$(dirname "$ALSO_BIN")")"):$ALSO_PORT:$!")
+    servers+=("also:$ALSO_PORT:$!")
     wait_https "$ALSO_PORT" / || { cat "$work/also.log" >&2; exit 1; }
 fi
 
@@ -88,6 +89,8 @@ ticks() {
 
 hz=$(getconf CLK_TCK)
 echo "user / system CPU µs per request, wrk -t2 -c50 -d${DURATION}s"
+[ -n "${RAMPART_BIN:-}" ] && echo "rampart: $RAMPART_BIN"
+[ -n "${ALSO_BIN:-}" ] && echo "also: $ALSO_BIN"
 for round in $(seq "$ROUNDS"); do
     for server in "${servers[@]}"; do
         IFS=: read -r name port pid <<<"$server"
