@@ -21,6 +21,7 @@
 #   bash benches/attacks/slow_clients.sh
 #   SLOW=3000 DURATION=20s bash benches/attacks/slow_clients.sh
 #   KEEP=1 bash benches/attacks/slow_clients.sh    # keep slowhttptest's CSV/HTML and wrk output
+#   RAMPART_BIN=target/pgo/release/rampart bash benches/attacks/slow_clients.sh   # another build
 #
 # Needs wrk and slowhttptest (apt-get install when missing) and python3.
 set -euo pipefail
@@ -47,7 +48,7 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cargo build --release --quiet
-RAMPART="${CARGO_TARGET_DIR:-$repo/target}/release/rampart"
+RAMPART=${RAMPART_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/rampart}
 
 work=$(mktemp -d)
 pids=()
@@ -126,7 +127,7 @@ EOF
         line=$(grep -m1 "rampart is serving" "$work/rampart.log" || true)
         if [ -n "$line" ]; then
             port=$(sed -n 's/.*https=127\.0\.0\.1:\([0-9]*\).*/\1/p' <<<"$line")
-            admin=$(sed -n 's/.*admin=Some(127\.0\.0\.1:\([0-9]*\)).*/\1/p' <<<"$line")
+            admin=$(sed -n 's/.*admin=127\.0\.0\.1:\([0-9]*\).*/\1/p' <<<"$line")
             break
         fi
         sleep 0.1

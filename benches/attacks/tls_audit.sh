@@ -16,6 +16,7 @@
 #   MIN_VERSION=1.3 bash benches/attacks/tls_audit.sh      # audit a TLS-1.3-only config
 #   TOOLS=sslyze bash benches/attacks/tls_audit.sh         # one tool (sslyze | testssl)
 #   REPORT_DIR=/tmp/audit bash benches/attacks/tls_audit.sh # keep the tools' JSON and text
+#   RAMPART_BIN=target/pgo/release/rampart bash benches/attacks/tls_audit.sh   # another build
 #
 # Needs python3; installs sslyze with pip and testssl.sh with apt-get when missing.
 set -euo pipefail
@@ -40,7 +41,7 @@ fi
 TESTSSL=$(command -v testssl || command -v testssl.sh || true)
 
 cargo build --release --quiet
-RAMPART="${CARGO_TARGET_DIR:-$repo/target}/release/rampart"
+RAMPART=${RAMPART_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/rampart}
 
 work=$(mktemp -d)
 pid=""
