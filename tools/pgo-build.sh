@@ -15,8 +15,9 @@
 #
 # The training covers what the bench measures and what a deployment also runs: HTTPS keep-alive
 # proxying over HTTP/1.1 and HTTP/2, new TLS handshakes, a small static file, and the access log
-# (on for a second phase, after a SIGHUP reload). Paths it never runs (ACME, Redis, errors) are
-# laid out as cold: they work the same, a little slower.
+# (on for a second phase, after a SIGHUP reload). Code it never runs (ACME, Redis, errors) is
+# laid out as cold and works the same; a route with IP rules, a rate limit and compression,
+# outside the training, still ran 20% fewer instructions than in the default build.
 set -euo pipefail
 
 TRAIN=${TRAIN:-10s}
