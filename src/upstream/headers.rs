@@ -22,7 +22,7 @@ pub fn rewrite_request(
     // and a lookup or removal costs a hash and a probe even for an absent field.
     let present = RequestFields::scan(headers);
     if present.hop_by_hop {
-        strip_hop_by_hop(headers);
+        remove_hop_by_hop(headers);
     }
     if present.underscored {
         strip_underscored(headers);
@@ -33,10 +33,7 @@ pub fn rewrite_request(
     if present.expect {
         drop_expect(headers);
     }
-    if present.forwarded && !client.peer_trusted {
-        headers.remove(&FORWARDED);
-    }
-    insert_forwarding_headers(headers, client);
+    set_forwarding_headers(headers, client);
     if let Some(protocol) = upgrade {
         ask_for_upgrade(headers, protocol);
     }
@@ -50,7 +47,6 @@ struct RequestFields {
     underscored: bool,
     cookies: usize,
     expect: bool,
-    forwarded: bool,
 }
 
 impl RequestFields {
@@ -62,8 +58,6 @@ impl RequestFields {
                 present.cookies += 1;
             } else if *name == header::EXPECT {
                 present.expect = true;
-            } else if *name == FORWARDED {
-                present.forwarded = true;
             } else if is_hop_by_hop(name) {
                 present.hop_by_hop = true;
             } else if name.as_str().as_bytes().contains(&b'_') {
@@ -156,9 +150,13 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names first: most messages carry none of these (or only Connection),
     // and a removal costs a hash lookup each.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(&name)) {
-        return;
+    if headers.keys().any(|name| HOP_BY_HOP.contains(&name)) {
+        remove_hop_by_hop(headers);
     }
+}
+
+/// [`strip_hop_by_hop`] without its pass over the names, for a caller that made it already.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -222,15 +220,6 @@ pub struct ClientFacts<'a> {
 /// Sets the forwarding headers on a request about to go upstream. Whatever an untrusted client
 /// sent in these headers is replaced, never believed.
 pub fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ClientFacts<'_>) {
-    if !ctx.peer_trusted {
-        headers.remove(&FORWARDED);
-    }
-    insert_forwarding_headers(headers, ctx);
-}
-
-/// [`set_forwarding_headers`] less the removal of an untrusted `Forwarded`, which
-/// [`rewrite_request`] makes only when there is one.
-fn insert_forwarding_headers(headers: &mut HeaderMap, ctx: &ClientFacts<'_>) {
     let peer = ctx.peer_header.clone();
     // Usually the same address: formatted once, for the connection.
     let real_ip = if ctx.client_ip == ctx.peer {
@@ -251,6 +240,9 @@ fn insert_forwarding_headers(headers: &mut HeaderMap, ctx: &ClientFacts<'_>) {
     } else {
         peer
     };
+    if !ctx.peer_trusted {
+        headers.remove(&FORWARDED);
+    }
     headers.insert(&X_FORWARDED_FOR, forwarded_for);
     headers.insert(&X_FORWARDED_PROTO, HTTPS.clone());
     headers.insert(&X_FORWARDED_HOST, ctx.host.clone());
