@@ -50,14 +50,7 @@ RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$raw_dir" CARGO_TARGET_DIR="$gen_di
     cargo build --release --quiet --locked --bin rampart
 cargo build --release --quiet --locked --example bench_upstream
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+start_work
 
 echo "2/3 training ($TRAIN per workload)"
 "$target_dir/release/examples/bench_upstream" "127.0.0.1:$UPSTREAM_PORT" 2>"$work/upstream.log" &

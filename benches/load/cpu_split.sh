@@ -30,14 +30,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build --release --quiet --bin rampart --example bench_upstream --example stack_floor_per_core
 bin=${CARGO_TARGET_DIR:-$repo/target}/release
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+start_work
 chmod 755 "$work"
 "$bin/rampart" cert --host localhost --host 127.0.0.1 --out "$work/certs" >/dev/null 2>&1
 chmod 644 "$work/certs/dev.key"

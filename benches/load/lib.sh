@@ -15,6 +15,20 @@ need_tools() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# start_work: a temporary directory in $work, and $pids for the background processes a script
+# starts; on exit the processes are killed and the directory removed.
+start_work() {
+    work=$(mktemp -d)
+    pids=()
+    trap stop_work EXIT
+}
+stop_work() {
+    local pid
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+
 # wait_https PORT PATH: until the server answers 2xx over HTTPS (10 s).
 wait_https() {
     local _

@@ -81,14 +81,7 @@ UPSTREAM="$target_dir/release/examples/bench_upstream"
 FLOOR="$target_dir/release/examples/stack_floor"
 FLOOR2="$target_dir/release/examples/stack_floor_per_core"
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+start_work
 
 chmod 755 "$work"
 "$RAMPART" cert --host localhost --host 127.0.0.1 --out "$work/certs" >/dev/null 2>&1
