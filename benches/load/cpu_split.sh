@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # User and system CPU per request, read apart: rampart, nginx and the per-core floor doing
-# rampart's header work (FLOOR_SAME_HEADERS=1), each under `wrk -t2 -c50` for DURATION seconds,
-# ROUNDS interleaved rounds (docs/performance.md, "Where it stands"). proxy.sh's CPU per request
-# is their sum; this tells whether a gap is in the program (user) or in the kernel (system).
+# rampart's header work (FLOOR_SAME_HEADERS=1), each under `wrk -t2 -c50` (or, with LOAD=h2,
+# `h2load -t2 -c10 -m10`) for DURATION seconds, ROUNDS interleaved rounds (docs/performance.md,
+# "Where it stands"). proxy.sh's CPU per request is their sum; this tells whether a gap is in the
+# program (user) or in the kernel (system). It also reads what the rest of the machine spends
+# per request, the load generator and the upstream, which share the same cores, and from the
+# medians prints the CPU budget: the CPU per request a server would need for 1.2x nginx's
+# requests/s when the cores are saturated.
 #
 #   bash benches/load/cpu_split.sh               # 3 rounds of 8 s, about 2 minutes
 #   ROUNDS=5 DURATION=10 bash benches/load/cpu_split.sh
 #   ALSO_BIN=target/pgo/release/rampart bash benches/load/cpu_split.sh   # and another build of
 #                                                  # rampart beside ("also": tools/pgo-build.sh's)
 #   RAMPART_BIN=…                                  # another build in rampart's place
+#   LOAD=h2 bash benches/load/cpu_split.sh        # h2load -t2 -c10 -m10 (HTTP/2) instead of wrk
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -19,12 +24,18 @@ FLOOR2_PORT=${FLOOR2_PORT:-19545}
 UPSTREAM_PORT=${UPSTREAM_PORT:-19580}
 ALSO_PORT=${ALSO_PORT:-19546}
 WORKERS=${WORKERS:-2}
+LOAD=${LOAD:-h1}
+case "$LOAD" in
+    h1) load_name="wrk -t2 -c50" ;;
+    h2) load_name="h2load -t2 -c10 -m10" ;;
+    *) echo "LOAD is h1 or h2" >&2; exit 2 ;;
+esac
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 # shellcheck source=benches/load/lib.sh
 source "$repo/benches/load/lib.sh"
-need_tools wrk:wrk nginx:nginx
+need_tools wrk:wrk h2load:nghttp2-client nginx:nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --quiet --bin rampart --example bench_upstream --example stack_floor_per_core
@@ -44,7 +55,8 @@ $template
 EOF" >"$work/nginx.conf"
 
 "$bin/examples/bench_upstream" "127.0.0.1:$UPSTREAM_PORT" 2>/dev/null &
-pids+=($!)
+upstream_pid=$!
+pids+=("$upstream_pid")
 wait_http "$UPSTREAM_PORT" /
 TOKIO_WORKER_THREADS=$WORKERS "${RAMPART_BIN:-$bin/rampart}" run --no-watch -c "$work/rampart.toml" >"$work/rampart.log" 2>&1 &
 rampart_pid=$!
@@ -80,18 +92,72 @@ ticks() {
     echo "$user $system"
 }
 
+# Clock ticks used by this shell's waited-for children and their descendants (cutime + cstime):
+# the load generator, run inside $(...), is counted once that subshell is reaped.
+children_ticks() { sed 's/.*) //' "/proc/$$/stat" | awk '{ print $14 + $15 }'; }
+
 hz=$(getconf CLK_TCK)
-echo "user / system CPU µs per request, wrk -t2 -c50 -d${DURATION}s"
+# The load generator against PORT for DURATION seconds; prints the requests it completed.
+load() {
+    if [ "$LOAD" = h2 ]; then
+        h2load -t2 -c10 -m10 -D "$DURATION" "https://127.0.0.1:$1/" 2>&1 | h2load_requests
+    else
+        wrk -t2 -c50 -d"${DURATION}s" "https://127.0.0.1:$1/" 2>&1 | wrk_requests
+    fi
+}
+
+echo "user / system CPU µs per request, $load_name for ${DURATION}s"
 [ -n "${RAMPART_BIN:-}" ] && echo "rampart: $RAMPART_BIN"
 [ -n "${ALSO_BIN:-}" ] && echo "also: $ALSO_BIN"
+results="$work/results"
 for round in $(seq "$ROUNDS"); do
     for server in "${servers[@]}"; do
         IFS=: read -r name port pid <<<"$server"
         read -r u0 s0 < <(ticks "$pid")
-        out=$(wrk -t2 -c50 -d"${DURATION}s" "https://127.0.0.1:$port/" 2>&1)
+        read -r up_u0 up_s0 < <(ticks "$upstream_pid")
+        c0=$(children_ticks)
+        requests=$(load "$port")
+        c1=$(children_ticks)
+        read -r up_u1 up_s1 < <(ticks "$upstream_pid")
         read -r u1 s1 < <(ticks "$pid")
-        requests=$(echo "$out" | wrk_requests)
-        awk -v n="$requests" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$hz" -v name="$name" -v r="$round" \
-            'BEGIN { printf "round %d  %-20s %9d requests  user %5.1f  system %5.1f\n", r, name, n, u * 1e6 / hz / n, s * 1e6 / hz / n }'
+        awk -v n="$requests" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v w=$((c1 - c0)) \
+            -v up=$((up_u1 + up_s1 - up_u0 - up_s0)) -v hz="$hz" -v d="$DURATION" -v name="$name" -v r="$round" \
+            'BEGIN { k = 1e6 / hz / n
+                     printf "round %d  %-20s %9d requests  user %5.1f  system %5.1f  load %5.1f  upstream %4.1f  cores busy %.2f\n",
+                         r, name, n, u * k, s * k, w * k, up * k, (u + s + w + up) / hz / d }' | tee -a "$results"
     done
 done
+
+# Medians over the rounds, and the budget. With the cores saturated, requests/s is the cores
+# divided by everything spent per request: server + load generator + upstream. For 1.2x nginx's
+# requests/s at the same load generator and upstream cost, a server may spend (nginx + rest) / 1.2 - rest.
+echo
+echo "medians, µs per request"
+awk '
+    function median(list,   n, a, i, j, t) {
+        n = split(list, a, " ")
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { name = $3; if (!(name in seen)) { seen[name] = 1; order[++count] = name }
+      requests[name, $2] = $4; rounds = $2
+      user[name] = user[name] " " $7; sys[name] = sys[name] " " $9
+      rest[name] = rest[name] " " ($11 + $13); cores[name] = cores[name] " " $16 }
+    END {
+        for (i = 1; i <= count; i++) {
+            name = order[i]
+            paired = ""
+            if ("nginx" in seen)
+                for (r = 1; r <= rounds; r++) paired = paired " " requests[name, r] / requests["nginx", r]
+            printf "%-20s user %5.1f  system %5.1f  server %5.1f  load + upstream %5.1f  cores busy %.2f%s\n",
+                name, median(user[name]), median(sys[name]), median(user[name]) + median(sys[name]),
+                median(rest[name]), median(cores[name]),
+                paired == "" ? "" : sprintf("  requests / nginx, paired %.2f", median(paired))
+        }
+        if ("nginx" in seen) {
+            total = median(user["nginx"]) + median(sys["nginx"]) + median(rest["nginx"])
+            budget = total / 1.2 - median(rest["nginx"])
+            printf "budget for 1.2x nginx: %.1f µs per request in the server (nginx %.1f, system alone %.1f)\n",
+                budget, median(user["nginx"]) + median(sys["nginx"]), median(sys["nginx"])
+        }
+    }' "$results"
