@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # User and system CPU per request, read apart: rampart, nginx and the per-core floor doing
-# rampart's header work (FLOOR_SAME_HEADERS=1), each under `wrk -t2 -c50` (or, with LOAD=h2,
-# `h2load -t2 -c10 -m10`) for DURATION seconds, ROUNDS interleaved rounds (docs/performance.md,
+# rampart's header work (FLOOR_SAME_HEADERS=1), each under `wrk -t2 -c50` (or another of
+# proxy.sh's keep-alive shapes, LOAD=h1hi, h2 or h2hi) for DURATION seconds, ROUNDS interleaved rounds (docs/performance.md,
 # "Where it stands"). proxy.sh's CPU per request is their sum; this tells whether a gap is in the
 # program (user) or in the kernel (system). It also reads what the rest of the machine spends
 # per request, the load generator and the upstream, which share the same cores, and from the
@@ -13,7 +13,8 @@
 #   ALSO_BIN=target/pgo/release/rampart bash benches/load/cpu_split.sh   # and another build of
 #                                                  # rampart beside ("also": tools/pgo-build.sh's)
 #   RAMPART_BIN=…                                  # another build in rampart's place
-#   LOAD=h2 bash benches/load/cpu_split.sh        # h2load -t2 -c10 -m10 (HTTP/2) instead of wrk
+#   LOAD=h2 bash benches/load/cpu_split.sh        # h2load -t2 -c10 -m10 (HTTP/2) instead of wrk;
+#                                                  # h1hi and h2hi: wrk -t1 -c64, h2load -t1 -c64 -m10
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -25,10 +26,13 @@ UPSTREAM_PORT=${UPSTREAM_PORT:-19580}
 ALSO_PORT=${ALSO_PORT:-19546}
 WORKERS=${WORKERS:-2}
 LOAD=${LOAD:-h1}
+# proxy.sh's four keep-alive shapes.
 case "$LOAD" in
     h1) load_name="wrk -t2 -c50" ;;
+    h1hi) load_name="wrk -t1 -c64" ;;
     h2) load_name="h2load -t2 -c10 -m10" ;;
-    *) echo "LOAD is h1 or h2" >&2; exit 2 ;;
+    h2hi) load_name="h2load -t1 -c64 -m10" ;;
+    *) echo "LOAD is h1, h1hi, h2 or h2hi" >&2; exit 2 ;;
 esac
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -99,11 +103,10 @@ children_ticks() { sed 's/.*) //' "/proc/$$/stat" | awk '{ print $14 + $15 }'; }
 hz=$(getconf CLK_TCK)
 # The load generator against PORT for DURATION seconds; prints the requests it completed.
 load() {
-    if [ "$LOAD" = h2 ]; then
-        h2load -t2 -c10 -m10 -D "$DURATION" "https://127.0.0.1:$1/" 2>&1 | h2load_requests
-    else
-        wrk -t2 -c50 -d"${DURATION}s" "https://127.0.0.1:$1/" 2>&1 | wrk_requests
-    fi
+    case "$LOAD" in
+        h2*) $load_name -D "$DURATION" "https://127.0.0.1:$1/" 2>&1 | h2load_requests ;;
+        *) $load_name -d"${DURATION}s" "https://127.0.0.1:$1/" 2>&1 | wrk_requests ;;
+    esac
 }
 
 echo "user / system CPU µs per request, $load_name for ${DURATION}s"
