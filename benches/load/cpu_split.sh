@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # User and system CPU per request, read apart: rampart, nginx and the per-core floor doing
 # rampart's header work (FLOOR_SAME_HEADERS=1), each under `wrk -t2 -c50` (or another of
-# proxy.sh's keep-alive shapes, LOAD=h1hi, h2 or h2hi) for DURATION seconds, ROUNDS interleaved rounds (docs/performance.md,
-# "Where it stands"). proxy.sh's CPU per request is their sum; this tells whether a gap is in the
-# program (user) or in the kernel (system). It also reads what the rest of the machine spends
-# per request, the load generator and the upstream, which share the same cores, and from the
-# medians prints the CPU budget: the CPU per request a server would need for 1.2x nginx's
-# requests/s when the cores are saturated.
+# proxy.sh's keep-alive shapes: LOAD=h1hi, h2 or h2hi) for DURATION seconds, ROUNDS interleaved
+# rounds (docs/performance.md, "Where it stands"). proxy.sh's CPU per request is their sum;
+# this tells whether a gap is in the program (user) or in the kernel (system). It also reads
+# what the rest of the machine spends per request, the load generator and the upstream, which
+# share the same cores, and from the medians prints the CPU budget: the CPU per request a
+# server would need for 1.2x nginx's requests/s when the cores are saturated.
 #
 #   bash benches/load/cpu_split.sh               # 3 rounds of 8 s, about 2 minutes
 #   ROUNDS=5 DURATION=10 bash benches/load/cpu_split.sh
@@ -15,6 +15,7 @@
 #   RAMPART_BIN=…                                  # another build in rampart's place
 #   LOAD=h2 bash benches/load/cpu_split.sh        # h2load -t2 -c10 -m10 (HTTP/2) instead of wrk;
 #                                                  # h1hi and h2hi: wrk -t1 -c64, h2load -t1 -c64 -m10
+#                                                  # (the sizes are proxy.sh's, from lib.sh)
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -26,19 +27,19 @@ UPSTREAM_PORT=${UPSTREAM_PORT:-19580}
 ALSO_PORT=${ALSO_PORT:-19546}
 WORKERS=${WORKERS:-2}
 LOAD=${LOAD:-h1}
-# proxy.sh's four keep-alive shapes.
-case "$LOAD" in
-    h1) load_name="wrk -t2 -c50" ;;
-    h1hi) load_name="wrk -t1 -c64" ;;
-    h2) load_name="h2load -t2 -c10 -m10" ;;
-    h2hi) load_name="h2load -t1 -c64 -m10" ;;
-    *) echo "LOAD is h1, h1hi, h2 or h2hi" >&2; exit 2 ;;
-esac
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 # shellcheck source=benches/load/lib.sh
 source "$repo/benches/load/lib.sh"
+# proxy.sh's four keep-alive shapes.
+case "$LOAD" in
+    h1) load_name="wrk -t2 -c$CONNECTIONS" ;;
+    h1hi) load_name="wrk -t1 -c$HIGH_CONNECTIONS" ;;
+    h2) load_name="h2load -t2 -c$H2_CLIENTS -m$H2_STREAMS" ;;
+    h2hi) load_name="h2load -t1 -c$HIGH_H2_CLIENTS -m$H2_STREAMS" ;;
+    *) echo "LOAD is h1, h1hi, h2 or h2hi" >&2; exit 2 ;;
+esac
 need_tools wrk:wrk h2load:nghttp2-client nginx:nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
@@ -117,50 +118,43 @@ for round in $(seq "$ROUNDS"); do
     for server in "${servers[@]}"; do
         IFS=: read -r name port pid <<<"$server"
         read -r u0 s0 < <(ticks "$pid")
-        read -r up_u0 up_s0 < <(ticks "$upstream_pid")
+        up0=$(tree_cpu_ticks "$upstream_pid")
         c0=$(children_ticks)
         requests=$(load "$port")
         c1=$(children_ticks)
-        read -r up_u1 up_s1 < <(ticks "$upstream_pid")
+        up1=$(tree_cpu_ticks "$upstream_pid")
         read -r u1 s1 < <(ticks "$pid")
         awk -v n="$requests" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v w=$((c1 - c0)) \
-            -v up=$((up_u1 + up_s1 - up_u0 - up_s0)) -v hz="$hz" -v d="$DURATION" -v name="$name" -v r="$round" \
+            -v up=$((up1 - up0)) -v hz="$hz" -v d="$DURATION" -v name="$name" -v r="$round" \
             'BEGIN { k = 1e6 / hz / n
                      printf "round %d  %-20s %9d requests  user %5.1f  system %5.1f  load %5.1f  upstream %4.1f  cores busy %.2f\n",
                          r, name, n, u * k, s * k, w * k, up * k, (u + s + w + up) / hz / d }' | tee -a "$results"
     done
 done
 
-# Medians over the rounds, and the budget. With the cores saturated, requests/s is the cores
-# divided by everything spent per request: server + load generator + upstream. For 1.2x nginx's
-# requests/s at the same load generator and upstream cost, a server may spend (nginx + rest) / 1.2 - rest.
+# Medians over the rounds (lib.sh's `median`), and the budget. With the cores saturated,
+# requests/s is the cores divided by everything spent per request: server + load generator +
+# upstream. For 1.2x nginx's requests/s at the same load generator and upstream cost, a server
+# may spend (nginx + rest) / 1.2 - rest.
+rounds_of() { # NAME AWK-EXPRESSION: the expression over each of NAME's result lines
+    awk -v name="$1" '$3 == name { print '"$2"' }' "$results"
+}
 echo
 echo "medians, µs per request"
-awk '
-    function median(list,   n, a, i, j, t) {
-        n = split(list, a, " ")
-        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
-    { name = $3; if (!(name in seen)) { seen[name] = 1; order[++count] = name }
-      requests[name, $2] = $4; rounds = $2
-      user[name] = user[name] " " $7; sys[name] = sys[name] " " $9
-      rest[name] = rest[name] " " ($11 + $13); cores[name] = cores[name] " " $16 }
-    END {
-        for (i = 1; i <= count; i++) {
-            name = order[i]
-            paired = ""
-            if ("nginx" in seen)
-                for (r = 1; r <= rounds; r++) paired = paired " " requests[name, r] / requests["nginx", r]
-            printf "%-20s user %5.1f  system %5.1f  server %5.1f  load + upstream %5.1f  cores busy %.2f%s\n",
-                name, median(user[name]), median(sys[name]), median(user[name]) + median(sys[name]),
-                median(rest[name]), median(cores[name]),
-                paired == "" ? "" : sprintf("  requests / nginx, paired %.2f", median(paired))
-        }
-        if ("nginx" in seen) {
-            total = median(user["nginx"]) + median(sys["nginx"]) + median(rest["nginx"])
-            budget = total / 1.2 - median(rest["nginx"])
-            printf "budget for 1.2x nginx: %.1f µs per request in the server (nginx %.1f, system alone %.1f)\n",
-                budget, median(user["nginx"]) + median(sys["nginx"]), median(sys["nginx"])
-        }
-    }' "$results"
+for server in "${servers[@]}"; do
+    name=${server%%:*}
+    user=$(rounds_of "$name" '$7' | median)
+    system=$(rounds_of "$name" '$9' | median)
+    rest=$(rounds_of "$name" '$11 + $13' | median)
+    busy=$(rounds_of "$name" '$16' | median)
+    # The rounds are in the same order for every server: line k of each is round k.
+    paired=$(paste <(rounds_of "$name" '$4') <(rounds_of nginx '$4') | awk '{ print $1 / $2 }' | median)
+    awk -v name="$name" -v u="$user" -v s="$system" -v rest="$rest" -v busy="$busy" -v p="$paired" 'BEGIN {
+        printf "%-20s user %5.1f  system %5.1f  server %5.1f  load + upstream %5.1f  cores busy %.2f  requests / nginx, paired %.2f\n",
+            name, u, s, u + s, rest, busy, p }'
+    if [ "$name" = nginx ]; then
+        budget=$(awk -v u="$user" -v s="$system" -v rest="$rest" 'BEGIN {
+            printf "%.1f µs per request in the server (nginx %.1f, system alone %.1f)", (u + s + rest) / 1.2 - rest, u + s, s }')
+    fi
+done
+echo "budget for 1.2x nginx: $budget"

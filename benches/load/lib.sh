@@ -15,6 +15,15 @@ need_tools() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# The load shapes of proxy.sh (and cpu_split.sh): wrk -t2 -c$CONNECTIONS and h2load -t2
+# -c$H2_CLIENTS -m$H2_STREAMS; with PROFILE=high, wrk -t1 -c$HIGH_CONNECTIONS and h2load -t1
+# -c$HIGH_H2_CLIENTS -m$H2_STREAMS. Each can be set from the environment.
+CONNECTIONS=${CONNECTIONS:-50}
+H2_CLIENTS=${H2_CLIENTS:-10}
+H2_STREAMS=${H2_STREAMS:-10}
+HIGH_CONNECTIONS=${HIGH_CONNECTIONS:-64}
+HIGH_H2_CLIENTS=${HIGH_H2_CLIENTS:-64}
+
 # start_work: a temporary directory in $work, and $pids for the background processes a script
 # starts; on exit the processes are killed and the directory removed.
 start_work() {
