@@ -499,3 +499,28 @@ async fn workers_are_threads_that_share_the_https_address() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("listen.workers"), "{stderr}");
 }
+
+/// mimalloc serves the binary's allocations through `malloc` and `free` themselves (its
+/// `override` feature; src/main.rs says why): the binary defines and exports them. If nothing
+/// in `main` used mimalloc, the linker would leave it out and glibc's malloc would serve,
+/// silently.
+#[test]
+fn the_binary_defines_malloc_and_free_from_mimalloc() {
+    let out = Command::new("nm")
+        .args(["--dynamic", "--defined-only", BIN])
+        .output()
+        .expect("nm (binutils) runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    for name in ["malloc", "free", "calloc", "realloc", "posix_memalign"] {
+        let defined = symbols.lines().any(|line| {
+            let mut fields = line.split_whitespace().rev();
+            fields.next() == Some(name) && fields.next() == Some("T")
+        });
+        assert!(defined, "the binary does not define {name}:\n{symbols}");
+    }
+}
