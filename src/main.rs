@@ -14,7 +14,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{filter, fmt, reload, EnvFilter, Layer, Registry};
 
-// The allocator is mimalloc, but not as a `#[global_allocator]`: its crate's `GlobalAlloc`
+// The allocator is mimalloc instead of glibc's malloc: a request makes some thirty small
+// allocations (header maps, bodies' frames, futures), and its per-thread free lists serve them
+// in a fraction of the instructions. It is not a `#[global_allocator]`: its crate's `GlobalAlloc`
 // sends every allocation through `mi_malloc_aligned`, whose slow path (a size class's free list
 // run dry, or a block over 1 KiB) over-allocates into a larger class unless the size is a power
 // of two. Built with its `override` feature, mimalloc defines `malloc` and `free` themselves,

@@ -1,5 +1,6 @@
 //! The real `rampart` binary: `run` (dev certificate, https, http redirect, SIGTERM), `check`
-//! (`$RAMPART_CONFIG`, errors with file:line:col, nothing written) and `cert`.
+//! (`$RAMPART_CONFIG`, errors with file:line:col, nothing written) and `cert`; and the allocator
+//! it is linked with.
 //!
 //! Every test runs the binary in its own temporary folder as the working directory.
 
