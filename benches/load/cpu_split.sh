@@ -86,17 +86,6 @@ if [ -n "${ALSO_BIN:-}" ]; then
     wait_https "$ALSO_PORT" / || { cat "$work/also.log" >&2; exit 1; }
 fi
 
-# "user system" clock ticks of a process and its children (nginx's workers), all threads.
-ticks() {
-    local pid user=0 system=0 u s
-    for pid in "$1" $(pgrep -P "$1" || true); do
-        read -r u s < <(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12, $13 }')
-        user=$((user + u))
-        system=$((system + s))
-    done
-    echo "$user $system"
-}
-
 # Clock ticks used by this shell's waited-for children and their descendants (cutime + cstime):
 # the load generator, run inside $(...), is counted once that subshell is reaped.
 children_ticks() { sed 's/.*) //' "/proc/$$/stat" | awk '{ print $14 + $15 }'; }
@@ -117,13 +106,13 @@ results="$work/results"
 for round in $(seq "$ROUNDS"); do
     for server in "${servers[@]}"; do
         IFS=: read -r name port pid <<<"$server"
-        read -r u0 s0 < <(ticks "$pid")
+        read -r u0 s0 < <(tree_cpu_split_ticks "$pid")
         up0=$(tree_cpu_ticks "$upstream_pid")
         c0=$(children_ticks)
         requests=$(load "$port")
         c1=$(children_ticks)
         up1=$(tree_cpu_ticks "$upstream_pid")
-        read -r u1 s1 < <(ticks "$pid")
+        read -r u1 s1 < <(tree_cpu_split_ticks "$pid")
         awk -v n="$requests" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v w=$((c1 - c0)) \
             -v up=$((up1 - up0)) -v hz="$hz" -v d="$DURATION" -v name="$name" -v r="$round" \
             'BEGIN { k = 1e6 / hz / n

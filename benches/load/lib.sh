@@ -111,18 +111,26 @@ tree_status_kib() { # PID FIELD
     echo "$total"
 }
 
-# CPU time (user + system) of PID and its children (nginx: master + workers), in clock ticks.
+# CPU time of PID and its children (nginx: master + workers), in clock ticks, as "user system".
 # Fields 14 and 15 of /proc/PID/stat; counted after the ")" that ends the command name.
-tree_cpu_ticks() { # PID
-    local pids total=0 pid ticks
+tree_cpu_split_ticks() { # PID
+    local pids user=0 system=0 pid u s
     # `|| true`: no children is not an error (this also runs outside a command substitution,
     # where `set -e` applies).
     pids="$1 $(pgrep -P "$1" | tr '\n' ' ' || true)"
     for pid in $pids; do
-        ticks=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }' || true)
-        total=$((total + ${ticks:-0}))
+        read -r u s < <(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12, $13 }') || true
+        user=$((user + ${u:-0}))
+        system=$((system + ${s:-0}))
     done
-    echo "$total"
+    echo "$user $system"
+}
+
+# The same, user + system.
+tree_cpu_ticks() { # PID
+    local user system
+    read -r user system < <(tree_cpu_split_ticks "$1")
+    echo $((user + system))
 }
 
 # CPU µs per request from a tick count (tree_cpu_ticks) over a number of requests.
