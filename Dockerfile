@@ -38,7 +38,8 @@ ENV RAMPART_CONFIG=/etc/rampart/rampart.toml
 # plaintext is copied in after a 5-byte header). Serving a 1 MiB file over TLS on an AMD EPYC
 # host spent a third of rampart's CPU in that copy; with vector copies instead, 1.24 to 1.51x
 # the requests/s, and no change on small responses (docs/operations.md, "Large responses on
-# AMD hosts").
+# AMD hosts"). rampart would execute itself again with it on such a CPU (src/copy_tuning.rs);
+# set here, the binary starts once, on every CPU.
 ENV GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=4194304
 # Numeric, so Kubernetes' runAsNonRoot can verify it (a user name cannot be checked).
 USER 65532:65532

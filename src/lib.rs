@@ -15,6 +15,7 @@ pub mod certgen;
 pub(crate) mod client_ip;
 pub mod compress;
 pub mod config;
+pub mod copy_tuning;
 pub(crate) mod csp_report;
 pub mod encoding;
 pub(crate) mod error_chain;

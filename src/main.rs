@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use rampart::access_log;
 use rampart::config::watch::ConfigWatch;
 use rampart::config::{self, MissingCert};
+use rampart::copy_tuning;
 use tracing::Level;
 use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::SubscriberExt;
@@ -221,11 +222,19 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => with_file_hint(err).exit(),
     };
+    // The commands that serve start again at once on CPUs where glibc's copies need a tunable
+    // (src/copy_tuning.rs); the others have no large copies to make.
+    let serving = matches!(
+        cli.command,
+        None | Some(Command::Run(_) | Command::Proxy(_))
+    );
+    let copy_tuning = serving.then(copy_tuning::reexec_if_wanted);
     match cli.command {
-        None => run(&cli.run.config.path(), !cli.run.no_watch),
+        None => run(&cli.run.config.path(), !cli.run.no_watch, copy_tuning),
         Some(Command::Run(args)) => run(
             &args.options.config.path_or(args.file.file),
             !args.options.no_watch,
+            copy_tuning,
         ),
         Some(Command::Check(args)) => check(
             &args.config.path_or(args.file.file),
@@ -233,7 +242,7 @@ fn main() -> ExitCode {
             args.diff.as_deref(),
         ),
         Some(Command::Cert { hosts, out, name }) => cert(&hosts, &out, &name),
-        Some(Command::Proxy(args)) => proxy(&args),
+        Some(Command::Proxy(args)) => proxy(&args, copy_tuning),
         Some(Command::Healthcheck { url, config }) => healthcheck(url, &config.path()),
         Some(Command::Bans {
             action,
@@ -339,8 +348,9 @@ fn print_errors(errors: &config::ConfigErrors) {
     }
 }
 
-fn run(path: &Path, watch: bool) -> ExitCode {
+fn run(path: &Path, watch: bool, copy_tuning: Option<copy_tuning::Outcome>) -> ExitCode {
     let log_level = init_tracing();
+    log_copy_tuning(copy_tuning);
     match config::load_file(path) {
         Ok(snapshot) => {
             log_level.set_from_config(&snapshot.log.level);
@@ -364,9 +374,26 @@ fn run(path: &Path, watch: bool) -> ExitCode {
     }
 }
 
+/// Says whether large copies run with the tunable AMD Zen cores need (src/copy_tuning.rs).
+fn log_copy_tuning(outcome: Option<copy_tuning::Outcome>) {
+    match outcome {
+        Some(copy_tuning::Outcome::InEffect) => tracing::info!(
+            glibc_tunables = %std::env::var("GLIBC_TUNABLES").unwrap_or_default(),
+            "AMD Zen 3 or later CPU: glibc's rep movsb threshold as GLIBC_TUNABLES sets it (docs/operations.md, \"Large responses on AMD hosts\")"
+        ),
+        Some(copy_tuning::Outcome::ExecFailed(err)) => tracing::warn!(
+            error = %err,
+            "AMD Zen 3 or later CPU: could not start again with {}; large responses will cost more CPU (set GLIBC_TUNABLES yourself, docs/operations.md)",
+            copy_tuning::SETTING
+        ),
+        Some(copy_tuning::Outcome::NotNeeded) | None => {}
+    }
+}
+
 /// `rampart proxy --to URL`: the config a sidecar would write, built from the arguments.
-fn proxy(args: &ProxyArgs) -> ExitCode {
+fn proxy(args: &ProxyArgs, copy_tuning: Option<copy_tuning::Outcome>) -> ExitCode {
     init_tracing();
+    log_copy_tuning(copy_tuning);
     if let Err(err) = rampart::upstream::ServerAddr::parse(&args.to) {
         eprintln!("--to: {err}");
         return ExitCode::FAILURE;

@@ -525,3 +525,76 @@ fn the_binary_defines_malloc_and_free_from_mimalloc() {
         assert!(defined, "the binary does not define {name}:\n{symbols}");
     }
 }
+
+/// On an AMD Zen 3 or later CPU, `run` executes itself again at once with glibc's copy tunable
+/// added (src/copy_tuning.rs): the same process, serving, the variable appended to what was
+/// there, the choice logged. A value the user gave the tunable is kept. On other CPUs nothing
+/// changes; this test checks whichever this machine is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_adds_glibcs_copy_tunable_on_amd_zen_and_keeps_a_users_own() {
+    use rampart::copy_tuning::{is_amd_zen3_or_later, SETTING};
+    let zen = is_amd_zen3_or_later(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(&up.server(), "certs/dev.crt", "certs/dev.key", true);
+    std::fs::write(dir.path().join("cfg.toml"), &text).unwrap();
+    let users_own = "glibc.cpu.x86_rep_movsb_threshold=2112";
+    // What /proc/PID/environ must hold. glibc 2.36 writes a NUL over each ':' of the variable as
+    // it parses it, in the process's own copy, so a list reads as its items NUL-separated.
+    let added = format!("GLIBC_TUNABLES={SETTING}\0");
+    let appended = format!("GLIBC_TUNABLES=glibc.malloc.check=0\0{SETTING}\0");
+    let kept = "GLIBC_TUNABLES=glibc.malloc.check=0\0".to_string();
+    let users = format!("GLIBC_TUNABLES={users_own}\0");
+    let cases = [
+        (None, zen.then_some(&added)),
+        (
+            Some("glibc.malloc.check=0"),
+            Some(if zen { &appended } else { &kept }),
+        ),
+        (Some(users_own), Some(&users)),
+    ];
+    for (given, expected) in cases {
+        let mut cmd = rampart(dir.path());
+        cmd.args(["run", "--no-watch", "-c", "cfg.toml"]);
+        match given {
+            Some(value) => cmd.env("GLIBC_TUNABLES", value),
+            None => cmd.env_remove("GLIBC_TUNABLES"),
+        };
+        let mut proc = Running::spawn(cmd);
+        let serving = proc
+            .wait_for_line("rampart is serving", Duration::from_secs(20))
+            .await;
+        let https = logged_addr(&serving, "https");
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .no_proxy()
+            .resolve("localhost", https)
+            .build()
+            .unwrap();
+        let resp = client
+            .get(format!("https://localhost:{}/", https.port()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "given {given:?}");
+        let environ = std::fs::read(format!("/proc/{}/environ", proc.pid())).unwrap();
+        let environ = String::from_utf8_lossy(&environ);
+        match expected {
+            Some(expected) => assert!(
+                environ.contains(expected.as_str()),
+                "given {given:?}: {environ:?}"
+            ),
+            None => assert!(!environ.contains("GLIBC_TUNABLES"), "{environ:?}"),
+        }
+        // Never added twice, nor on another CPU.
+        assert_eq!(
+            environ.matches("4194304").count(),
+            usize::from(zen && given != Some(users_own)),
+            "given {given:?}: {environ:?}"
+        );
+        let logged = proc
+            .stderr_text()
+            .contains("glibc's rep movsb threshold as GLIBC_TUNABLES sets it");
+        assert_eq!(logged, zen, "given {given:?}: {}", proc.stderr_text());
+    }
+}

@@ -1,0 +1,150 @@
+//! glibc's copy routine on AMD Zen 3 and later: large responses ask for vector copies.
+//!
+//! glibc up to 2.39 (Debian 12 ships 2.36) copies blocks from about 2 KiB up with `rep movsb`,
+//! which Zen 3 and later cores run many times slower when the destination is not aligned (glibc
+//! bug 30994). rustls copies every TLS record's plaintext just after the record's 5-byte header,
+//! so a large response pays it on every record: a third of rampart's CPU serving a 1 MiB file on
+//! the AMD EPYC bench host (docs/operations.md, "Large responses on AMD hosts").
+//!
+//! The cure is a glibc tunable, and glibc reads tunables once, when the process starts. So on
+//! such a CPU, unless `GLIBC_TUNABLES` already names the setting, `rampart run` and `rampart
+//! proxy` execute their own binary again, at once, with it added: same process id, arguments
+//! and environment, before anything else is opened. Setting the tunable yourself, to any value,
+//! keeps this from happening (`glibc.cpu.x86_rep_movsb_threshold=2112` is glibc's default).
+
+use std::ffi::{OsStr, OsString};
+
+/// The setting: copies up to 4 MiB with glibc's vector loop rather than `rep movsb`.
+pub const SETTING: &str = "glibc.cpu.x86_rep_movsb_threshold=4194304";
+const KEY: &str = "glibc.cpu.x86_rep_movsb_threshold";
+
+/// Whether this CPU (`/proc/cpuinfo`'s text) is an AMD Zen 3 or later core: vendor
+/// `AuthenticAMD`, family 25 (Zen 3 and 4) or above (Zen 5 is 26).
+pub fn is_amd_zen3_or_later(cpuinfo: &str) -> bool {
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim())
+        })
+    };
+    let amd = field("vendor_id") == Some("AuthenticAMD");
+    let family = field("cpu family").and_then(|family| family.parse::<u32>().ok());
+    amd && family.is_some_and(|family| family >= 25)
+}
+
+/// The `GLIBC_TUNABLES` value to start again with, or `None` when nothing is to change: the CPU
+/// is not one it helps, or the variable already names the setting (the user's choice, the
+/// container image's, or this process after its own re-execution).
+pub fn tunables_to_add(current: Option<&OsStr>, cpuinfo: &str) -> Option<OsString> {
+    if current.is_some_and(|value| value.to_string_lossy().contains(KEY)) {
+        return None;
+    }
+    if !is_amd_zen3_or_later(cpuinfo) {
+        return None;
+    }
+    Some(match current {
+        Some(current) if !current.is_empty() => {
+            let mut value = current.to_os_string();
+            value.push(":");
+            value.push(SETTING);
+            value
+        }
+        _ => OsString::from(SETTING),
+    })
+}
+
+/// What happened at start, for the log once it is set up.
+pub enum Outcome {
+    /// Not an AMD Zen 3+ CPU, or not a glibc build: nothing to do.
+    NotNeeded,
+    /// The setting is in `GLIBC_TUNABLES` (set by the user, the image or this process).
+    InEffect,
+    /// The CPU wants it but the binary could not be executed again; large responses run slower.
+    ExecFailed(std::io::Error),
+}
+
+/// Executes this binary again with the setting added when the CPU wants it; returns only when it
+/// does not (or when that fails). Call it first thing, before any thread or file is opened.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+pub fn reexec_if_wanted() -> Outcome {
+    use std::os::unix::process::CommandExt;
+
+    let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return Outcome::NotNeeded;
+    };
+    if !is_amd_zen3_or_later(&cpuinfo) {
+        return Outcome::NotNeeded;
+    }
+    let current = std::env::var_os("GLIBC_TUNABLES");
+    let Some(tunables) = tunables_to_add(current.as_deref(), &cpuinfo) else {
+        return Outcome::InEffect;
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => return Outcome::ExecFailed(err),
+    };
+    let mut args = std::env::args_os();
+    let mut command = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        command.arg0(arg0);
+    }
+    // `exec` returns only on failure.
+    Outcome::ExecFailed(command.args(args).env("GLIBC_TUNABLES", tunables).exec())
+}
+
+/// Other platforms: glibc's x86-64 tunable does not apply.
+#[cfg(not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")))]
+pub fn reexec_if_wanted() -> Outcome {
+    Outcome::NotNeeded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ZEN3: &str =
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n\
+                        processor\t: 1\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n";
+    const ZEN2: &str = "vendor_id\t: AuthenticAMD\ncpu family\t: 23\n";
+    const INTEL: &str = "vendor_id\t: GenuineIntel\ncpu family\t: 6\n";
+
+    #[test]
+    fn zen3_and_later_only() {
+        assert!(is_amd_zen3_or_later(ZEN3));
+        assert!(is_amd_zen3_or_later(
+            "vendor_id : AuthenticAMD\ncpu family : 26\n"
+        ));
+        assert!(!is_amd_zen3_or_later(ZEN2));
+        assert!(!is_amd_zen3_or_later(INTEL));
+        assert!(!is_amd_zen3_or_later(""));
+        assert!(!is_amd_zen3_or_later(
+            "vendor_id : AuthenticAMD\ncpu family : x\n"
+        ));
+    }
+
+    #[test]
+    fn the_setting_is_added_to_what_is_there() {
+        assert_eq!(tunables_to_add(None, ZEN3), Some(OsString::from(SETTING)));
+        assert_eq!(
+            tunables_to_add(Some(OsStr::new("")), ZEN3),
+            Some(OsString::from(SETTING))
+        );
+        assert_eq!(
+            tunables_to_add(Some(OsStr::new("glibc.malloc.check=0")), ZEN3),
+            Some(OsString::from(format!("glibc.malloc.check=0:{SETTING}")))
+        );
+    }
+
+    #[test]
+    fn a_setting_already_there_or_another_cpu_changes_nothing() {
+        for set in [
+            SETTING,
+            "glibc.cpu.x86_rep_movsb_threshold=2112",
+            "a=1:glibc.cpu.x86_rep_movsb_threshold=8192",
+        ] {
+            assert_eq!(tunables_to_add(Some(OsStr::new(set)), ZEN3), None, "{set}");
+        }
+        assert_eq!(tunables_to_add(None, ZEN2), None);
+        assert_eq!(tunables_to_add(None, INTEL), None);
+    }
+}
