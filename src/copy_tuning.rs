@@ -1,10 +1,11 @@
 //! glibc's copy routine on AMD Zen 3 and later: large responses ask for vector copies.
 //!
-//! glibc up to 2.39 (Debian 12 ships 2.36) copies blocks from about 2 KiB up with `rep movsb`,
-//! which Zen 3 and later cores run many times slower when the destination is not aligned (glibc
-//! bug 30994). rustls copies every TLS record's plaintext just after the record's 5-byte header,
-//! so a large response pays it on every record: a third of rampart's CPU serving a 1 MiB file on
-//! the AMD EPYC bench host (docs/operations.md, "Large responses on AMD hosts").
+//! glibc 2.36 (Debian 12's), like other releases from before its fix for bug 30994, copies
+//! blocks from about 2 KiB up with `rep movsb`, which Zen 3 and later cores run many times
+//! slower when the destination is not aligned. rustls copies every TLS record's plaintext just
+//! after the record's 5-byte header, so a large response pays it on every record: a third of
+//! rampart's CPU serving a 1 MiB file on the AMD EPYC bench host (docs/operations.md, "Large
+//! responses on AMD hosts").
 //!
 //! The cure is a glibc tunable, and glibc reads tunables once, when the process starts. So on
 //! such a CPU, unless `GLIBC_TUNABLES` already names the setting, `rampart run` and `rampart

@@ -350,7 +350,6 @@ fn print_errors(errors: &config::ConfigErrors) {
 
 fn run(path: &Path, watch: bool, copy_tuning: Option<copy_tuning::Outcome>) -> ExitCode {
     let log_level = init_tracing();
-    log_copy_tuning(copy_tuning);
     match config::load_file(path) {
         Ok(snapshot) => {
             log_level.set_from_config(&snapshot.log.level);
@@ -365,6 +364,7 @@ fn run(path: &Path, watch: bool, copy_tuning: Option<copy_tuning::Outcome>) -> E
                     "GENERATED A SELF-SIGNED DEVELOPMENT CERTIFICATE (tls.self_signed_if_missing = true): browsers will not trust it; configure a real certificate for production"
                 );
             }
+            log_copy_tuning(copy_tuning);
             serve(snapshot, Some((path, watch, log_level)))
         }
         Err(errors) => {
@@ -374,7 +374,8 @@ fn run(path: &Path, watch: bool, copy_tuning: Option<copy_tuning::Outcome>) -> E
     }
 }
 
-/// Says whether large copies run with the tunable AMD Zen cores need (src/copy_tuning.rs).
+/// Says whether large copies run with the tunable AMD Zen cores need (src/copy_tuning.rs): once
+/// the config is good, so that a refused command's first line is still its error.
 fn log_copy_tuning(outcome: Option<copy_tuning::Outcome>) {
     match outcome {
         Some(copy_tuning::Outcome::InEffect) => tracing::info!(
@@ -393,7 +394,6 @@ fn log_copy_tuning(outcome: Option<copy_tuning::Outcome>) {
 /// `rampart proxy --to URL`: the config a sidecar would write, built from the arguments.
 fn proxy(args: &ProxyArgs, copy_tuning: Option<copy_tuning::Outcome>) -> ExitCode {
     init_tracing();
-    log_copy_tuning(copy_tuning);
     if let Err(err) = rampart::upstream::ServerAddr::parse(&args.to) {
         eprintln!("--to: {err}");
         return ExitCode::FAILURE;
@@ -415,6 +415,7 @@ fn proxy(args: &ProxyArgs, copy_tuning: Option<copy_tuning::Outcome>) -> ExitCod
             if args.https_port_public.is_none() && args.https.port() == 0 {
                 snapshot.listen.https_port_public = 0;
             }
+            log_copy_tuning(copy_tuning);
             serve(snapshot, None)
         }
         Err(errors) => {
