@@ -54,14 +54,32 @@ pub fn tunables_to_add(current: Option<&OsStr>, cpuinfo: &str) -> Option<OsStrin
     })
 }
 
+/// Set in the environment of the second execution: if the setting did not survive it, there is
+/// no third.
+const EXECUTED_AGAIN: &str = "RAMPART_EXECUTED_FOR_TUNABLES";
+
 /// What happened at start, for the log once it is set up.
 pub enum Outcome {
     /// Not an AMD Zen 3+ CPU, or not a glibc build: nothing to do.
     NotNeeded,
     /// The setting is in `GLIBC_TUNABLES` (set by the user, the image or this process).
     InEffect,
+    /// Started setuid, setgid or with file capabilities: glibc ignores `GLIBC_TUNABLES` then (and
+    /// takes it out of the environment), so executing again could not help.
+    SecureExecution,
+    /// Executed again with the setting, and it was gone from the environment all the same.
+    Dropped,
     /// The CPU wants it but the binary could not be executed again; large responses run slower.
     ExecFailed(std::io::Error),
+}
+
+/// Whether the kernel started this process in secure-execution mode: `AT_SECURE` (23) non-zero
+/// in its auxiliary vector (`/proc/self/auxv`: pairs of native 64-bit words, key and value).
+pub fn is_secure_execution(auxv: &[u8]) -> bool {
+    const AT_SECURE: u64 = 23;
+    let word = |bytes: &[u8]| bytes.try_into().map_or(0, u64::from_ne_bytes);
+    auxv.chunks_exact(16)
+        .any(|pair| word(&pair[..8]) == AT_SECURE && word(&pair[8..]) != 0)
 }
 
 /// Executes this binary again with the setting added when the CPU wants it; returns only when it
@@ -80,6 +98,13 @@ pub fn reexec_if_wanted() -> Outcome {
     let Some(tunables) = tunables_to_add(current.as_deref(), &cpuinfo) else {
         return Outcome::InEffect;
     };
+    // glibc would drop the variable again on every start: that would loop forever.
+    if std::fs::read("/proc/self/auxv").is_ok_and(|auxv| is_secure_execution(&auxv)) {
+        return Outcome::SecureExecution;
+    }
+    if std::env::var_os(EXECUTED_AGAIN).is_some() {
+        return Outcome::Dropped;
+    }
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(err) => return Outcome::ExecFailed(err),
@@ -89,8 +114,12 @@ pub fn reexec_if_wanted() -> Outcome {
     if let Some(arg0) = args.next() {
         command.arg0(arg0);
     }
+    command
+        .args(args)
+        .env("GLIBC_TUNABLES", tunables)
+        .env(EXECUTED_AGAIN, "1");
     // `exec` returns only on failure.
-    Outcome::ExecFailed(command.args(args).env("GLIBC_TUNABLES", tunables).exec())
+    Outcome::ExecFailed(command.exec())
 }
 
 /// Other platforms: glibc's x86-64 tunable does not apply.
@@ -108,6 +137,25 @@ mod tests {
                         processor\t: 1\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n";
     const ZEN2: &str = "vendor_id\t: AuthenticAMD\ncpu family\t: 23\n";
     const INTEL: &str = "vendor_id\t: GenuineIntel\ncpu family\t: 6\n";
+
+    fn auxv(pairs: &[(u64, u64)]) -> Vec<u8> {
+        pairs
+            .iter()
+            .flat_map(|(key, value)| [key.to_ne_bytes(), value.to_ne_bytes()])
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn secure_execution_is_at_secure_set() {
+        assert!(is_secure_execution(&auxv(&[(6, 4096), (23, 1), (0, 0)])));
+        assert!(!is_secure_execution(&auxv(&[(6, 4096), (23, 0), (0, 0)])));
+        assert!(!is_secure_execution(&auxv(&[(6, 23), (0, 0)])));
+        assert!(!is_secure_execution(&[23, 0, 0]));
+        // This test process was not started setuid or with capabilities.
+        let own = std::fs::read("/proc/self/auxv").unwrap_or_default();
+        assert!(!own.is_empty() && !is_secure_execution(&own));
+    }
 
     #[test]
     fn zen3_and_later_only() {

@@ -387,6 +387,13 @@ fn log_copy_tuning(outcome: Option<copy_tuning::Outcome>) {
             "AMD Zen 3 or later CPU: could not start again with {}; large responses will cost more CPU (set GLIBC_TUNABLES yourself, docs/operations.md)",
             copy_tuning::SETTING
         ),
+        Some(copy_tuning::Outcome::SecureExecution) => tracing::info!(
+            "AMD Zen 3 or later CPU, but started setuid or with file capabilities: glibc ignores GLIBC_TUNABLES then, and large responses cost more CPU (docs/operations.md, \"Large responses on AMD hosts\")"
+        ),
+        Some(copy_tuning::Outcome::Dropped) => tracing::warn!(
+            "AMD Zen 3 or later CPU: started again with {} but GLIBC_TUNABLES did not survive it; large responses will cost more CPU (docs/operations.md)",
+            copy_tuning::SETTING
+        ),
         Some(copy_tuning::Outcome::NotNeeded) | None => {}
     }
 }

@@ -598,3 +598,69 @@ async fn run_adds_glibcs_copy_tunable_on_amd_zen_and_keeps_a_users_own() {
         assert_eq!(logged, zen, "given {given:?}: {}", proc.stderr_text());
     }
 }
+
+/// A binary given file capabilities (`setcap cap_net_bind_service=+ep`, to bind port 443 without
+/// root) starts in secure-execution mode, where glibc ignores `GLIBC_TUNABLES` and takes it out
+/// of the environment. rampart must not execute itself again then (each start would drop the
+/// variable again, forever): it serves, started once, and on an AMD Zen host says why the
+/// setting is not in effect. Runs as root (CI does): `setcap`, and `setpriv` to start it as
+/// nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_file_capabilities_it_serves_without_executing_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let zen = rampart::copy_tuning::is_amd_zen3_or_later(
+        &std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default(),
+    );
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("rampart");
+    std::fs::copy(BIN, &bin).unwrap();
+    let setcap = Command::new("setcap")
+        .arg("cap_net_bind_service=+ep")
+        .arg(&bin)
+        .output()
+        .expect("setcap (libcap2-bin) runs");
+    assert!(setcap.status.success(), "{}", text(&setcap.stderr));
+
+    let mut cmd = Command::new("setpriv");
+    cmd.current_dir(dir.path())
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["proxy", "--to", &up.server()])
+        .args(["--https", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--admin", "127.0.0.1:0"])
+        .env_remove("GLIBC_TUNABLES")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    let mut proc = Running::spawn(cmd);
+    let serving = proc
+        .wait_for_line("rampart is serving", Duration::from_secs(20))
+        .await;
+    let https = logged_addr(&serving, "https");
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .no_proxy()
+        .resolve("localhost", https)
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://localhost:{}/", https.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // setpriv executed rampart in its own process; rampart did not execute itself after that.
+    let environ = std::fs::read(format!("/proc/{}/environ", proc.pid())).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        !environ.contains("RAMPART_EXECUTED_FOR_TUNABLES"),
+        "{environ:?}"
+    );
+    assert!(!environ.contains("GLIBC_TUNABLES"), "{environ:?}");
+    let said = proc
+        .stderr_text()
+        .contains("started setuid or with file capabilities");
+    assert_eq!(said, zen, "{}", proc.stderr_text());
+}
