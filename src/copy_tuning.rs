@@ -12,6 +12,8 @@
 //! proxy` execute their own binary again, at once, with it added: same process id, arguments
 //! and environment, before anything else is opened. Setting the tunable yourself, to any value,
 //! keeps this from happening (`glibc.cpu.x86_rep_movsb_threshold=2112` is glibc's default).
+//! Never in secure-execution mode (setuid, or file capabilities such as `cap_net_bind_service`):
+//! glibc drops the variable there at every start, so executing again would loop.
 
 use std::ffi::{OsStr, OsString};
 
