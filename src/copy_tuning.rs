@@ -35,14 +35,11 @@ pub fn is_amd_zen3_or_later(cpuinfo: &str) -> bool {
     amd && family.is_some_and(|family| family >= 25)
 }
 
-/// The `GLIBC_TUNABLES` value to start again with, or `None` when nothing is to change: the CPU
-/// is not one it helps, or the variable already names the setting (the user's choice, the
-/// container image's, or this process after its own re-execution).
-pub fn tunables_to_add(current: Option<&OsStr>, cpuinfo: &str) -> Option<OsString> {
+/// The `GLIBC_TUNABLES` value to start again with, on a CPU that wants the setting; `None` when
+/// the variable already names it (the user's choice, the container image's, or this process
+/// after its own re-execution).
+pub fn tunables_to_add(current: Option<&OsStr>) -> Option<OsString> {
     if current.is_some_and(|value| value.to_string_lossy().contains(KEY)) {
-        return None;
-    }
-    if !is_amd_zen3_or_later(cpuinfo) {
         return None;
     }
     Some(match current {
@@ -97,7 +94,7 @@ pub fn reexec_if_wanted() -> Outcome {
         return Outcome::NotNeeded;
     }
     let current = std::env::var_os("GLIBC_TUNABLES");
-    let Some(tunables) = tunables_to_add(current.as_deref(), &cpuinfo) else {
+    let Some(tunables) = tunables_to_add(current.as_deref()) else {
         return Outcome::InEffect;
     };
     // glibc would drop the variable again on every start: that would loop forever.
@@ -175,27 +172,25 @@ mod tests {
 
     #[test]
     fn the_setting_is_added_to_what_is_there() {
-        assert_eq!(tunables_to_add(None, ZEN3), Some(OsString::from(SETTING)));
+        assert_eq!(tunables_to_add(None), Some(OsString::from(SETTING)));
         assert_eq!(
-            tunables_to_add(Some(OsStr::new("")), ZEN3),
+            tunables_to_add(Some(OsStr::new(""))),
             Some(OsString::from(SETTING))
         );
         assert_eq!(
-            tunables_to_add(Some(OsStr::new("glibc.malloc.check=0")), ZEN3),
+            tunables_to_add(Some(OsStr::new("glibc.malloc.check=0"))),
             Some(OsString::from(format!("glibc.malloc.check=0:{SETTING}")))
         );
     }
 
     #[test]
-    fn a_setting_already_there_or_another_cpu_changes_nothing() {
+    fn a_setting_already_there_is_kept() {
         for set in [
             SETTING,
             "glibc.cpu.x86_rep_movsb_threshold=2112",
             "a=1:glibc.cpu.x86_rep_movsb_threshold=8192",
         ] {
-            assert_eq!(tunables_to_add(Some(OsStr::new(set)), ZEN3), None, "{set}");
+            assert_eq!(tunables_to_add(Some(OsStr::new(set))), None, "{set}");
         }
-        assert_eq!(tunables_to_add(None, ZEN2), None);
-        assert_eq!(tunables_to_add(None, INTEL), None);
     }
 }

@@ -46,6 +46,8 @@ def main(perf_data, binary):
     biases = collections.Counter(
         address - (start + offset) for address, name, offset in samples for start in symbols.get(name, ())
     )
+    if not biases:
+        sys.exit(f"no symbol of {binary} matches the samples: is it stripped?")
     bias = biases.most_common(1)[0][0]
 
     previous = {}  # instruction address -> the instruction before it

@@ -526,21 +526,42 @@ fn the_binary_defines_malloc_and_free_from_mimalloc() {
     }
 }
 
+/// Whether this machine's CPU is one rampart sets glibc's copy tunable for (src/copy_tuning.rs).
+fn cpu_wants_copy_tunable() -> bool {
+    rampart::copy_tuning::is_amd_zen3_or_later(
+        &std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default(),
+    )
+}
+
+/// Starts `cmd`, waits until it serves, checks a GET over HTTPS is answered 200, and returns the
+/// process with its environment as `/proc/PID/environ` shows it (NUL-separated). glibc 2.36
+/// writes a NUL over each ':' of `GLIBC_TUNABLES` as it parses it, in the process's own copy, so
+/// a list of tunables reads as its items NUL-separated.
+async fn serving_environ(cmd: Command) -> (Running, String) {
+    let mut proc = Running::spawn(cmd);
+    let serving = proc
+        .wait_for_line("rampart is serving", Duration::from_secs(20))
+        .await;
+    let resp = get_any_cert(logged_addr(&serving, "https"), "/").await;
+    assert_eq!(resp.status(), 200);
+    let environ = std::fs::read(format!("/proc/{}/environ", proc.pid())).unwrap();
+    (proc, String::from_utf8_lossy(&environ).into_owned())
+}
+
 /// On an AMD Zen 3 or later CPU, `run` executes itself again at once with glibc's copy tunable
 /// added (src/copy_tuning.rs): the same process, serving, the variable appended to what was
 /// there, the choice logged. A value the user gave the tunable is kept. On other CPUs nothing
 /// changes; this test checks whichever this machine is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_adds_glibcs_copy_tunable_on_amd_zen_and_keeps_a_users_own() {
-    use rampart::copy_tuning::{is_amd_zen3_or_later, SETTING};
-    let zen = is_amd_zen3_or_later(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
+    use rampart::copy_tuning::SETTING;
+    let zen = cpu_wants_copy_tunable();
     let up = TestUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let text = config(&up.server(), "certs/dev.crt", "certs/dev.key", true);
     std::fs::write(dir.path().join("cfg.toml"), &text).unwrap();
     let users_own = "glibc.cpu.x86_rep_movsb_threshold=2112";
-    // What /proc/PID/environ must hold. glibc 2.36 writes a NUL over each ':' of the variable as
-    // it parses it, in the process's own copy, so a list reads as its items NUL-separated.
+    // What /proc/PID/environ must hold (`serving_environ` says why NUL-separated).
     let added = format!("GLIBC_TUNABLES={SETTING}\0");
     let appended = format!("GLIBC_TUNABLES=glibc.malloc.check=0\0{SETTING}\0");
     let kept = "GLIBC_TUNABLES=glibc.malloc.check=0\0".to_string();
@@ -560,25 +581,7 @@ async fn run_adds_glibcs_copy_tunable_on_amd_zen_and_keeps_a_users_own() {
             Some(value) => cmd.env("GLIBC_TUNABLES", value),
             None => cmd.env_remove("GLIBC_TUNABLES"),
         };
-        let mut proc = Running::spawn(cmd);
-        let serving = proc
-            .wait_for_line("rampart is serving", Duration::from_secs(20))
-            .await;
-        let https = logged_addr(&serving, "https");
-        let client = reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .no_proxy()
-            .resolve("localhost", https)
-            .build()
-            .unwrap();
-        let resp = client
-            .get(format!("https://localhost:{}/", https.port()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "given {given:?}");
-        let environ = std::fs::read(format!("/proc/{}/environ", proc.pid())).unwrap();
-        let environ = String::from_utf8_lossy(&environ);
+        let (proc, environ) = serving_environ(cmd).await;
         match expected {
             Some(expected) => assert!(
                 environ.contains(expected.as_str()),
@@ -599,6 +602,28 @@ async fn run_adds_glibcs_copy_tunable_on_amd_zen_and_keeps_a_users_own() {
     }
 }
 
+/// A start that finds the setting missing although its environment says it was already
+/// executed again for it (`RAMPART_EXECUTED_FOR_TUNABLES`, set on that second execution) does
+/// not execute a third time, whatever removed the variable: it serves and warns (on AMD Zen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_already_executed_again_never_executes_a_third_time() {
+    let zen = cpu_wants_copy_tunable();
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(&up.server(), "certs/dev.crt", "certs/dev.key", true);
+    std::fs::write(dir.path().join("cfg.toml"), &text).unwrap();
+    let mut cmd = rampart(dir.path());
+    cmd.args(["run", "--no-watch", "-c", "cfg.toml"])
+        .env_remove("GLIBC_TUNABLES")
+        .env("RAMPART_EXECUTED_FOR_TUNABLES", "1");
+    let (proc, environ) = serving_environ(cmd).await;
+    assert!(!environ.contains("GLIBC_TUNABLES"), "{environ:?}");
+    let warned = proc
+        .stderr_text()
+        .contains("GLIBC_TUNABLES did not survive it");
+    assert_eq!(warned, zen, "{}", proc.stderr_text());
+}
+
 /// A binary given file capabilities (`setcap cap_net_bind_service=+ep`, to bind port 443 without
 /// root) starts in secure-execution mode, where glibc ignores `GLIBC_TUNABLES` and takes it out
 /// of the environment. rampart must not execute itself again then (each start would drop the
@@ -608,9 +633,7 @@ async fn run_adds_glibcs_copy_tunable_on_amd_zen_and_keeps_a_users_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_file_capabilities_it_serves_without_executing_again() {
     use std::os::unix::fs::PermissionsExt;
-    let zen = rampart::copy_tuning::is_amd_zen3_or_later(
-        &std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default(),
-    );
+    let zen = cpu_wants_copy_tunable();
     let up = TestUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -634,26 +657,8 @@ async fn with_file_capabilities_it_serves_without_executing_again() {
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::null());
-    let mut proc = Running::spawn(cmd);
-    let serving = proc
-        .wait_for_line("rampart is serving", Duration::from_secs(20))
-        .await;
-    let https = logged_addr(&serving, "https");
-    let client = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .no_proxy()
-        .resolve("localhost", https)
-        .build()
-        .unwrap();
-    let resp = client
-        .get(format!("https://localhost:{}/", https.port()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    // setpriv executed rampart in its own process; rampart did not execute itself after that.
-    let environ = std::fs::read(format!("/proc/{}/environ", proc.pid())).unwrap();
-    let environ = String::from_utf8_lossy(&environ);
+    // setpriv executes rampart in its own process; rampart must not execute itself after that.
+    let (proc, environ) = serving_environ(cmd).await;
     assert!(
         !environ.contains("RAMPART_EXECUTED_FOR_TUNABLES"),
         "{environ:?}"

@@ -106,18 +106,7 @@ async fn rampart_dash_c_runs_and_the_start_up_line_prints_plain_addresses() {
     let http = logged_addr(&serving, "http");
     assert!(serving.contains(&format!(" http={http}")), "{serving}");
 
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .no_proxy()
-        .danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
-    let resp = client
-        .get(format!("https://127.0.0.1:{}/via-dash-c", https.port()))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_any_cert(https, "/via-dash-c").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(up.last().uri, "/via-dash-c");
 }

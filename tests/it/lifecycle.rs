@@ -242,18 +242,7 @@ async fn proxy_mode_serves_one_upstream_with_strict_headers_and_writes_nothing()
         proc.stderr_text()
     );
     // The certificate lives in memory: trust whatever is presented, check the rest.
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .no_proxy()
-        .danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let resp = client
-        .get(format!("https://127.0.0.1:{}/hello?x=1", https.port()))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_any_cert(https, "/hello?x=1").await;
     assert_eq!(resp.status(), 200);
     assert_strict_headers(resp.headers(), "rampart proxy");
     assert_eq!(up.last().uri, "/hello?x=1");

@@ -192,3 +192,20 @@ pub fn logged_addr(line: &str, key: &str) -> std::net::SocketAddr {
         .parse()
         .unwrap_or_else(|e| panic!("{key}={value:?} in {line:?} is not an address: {e}"))
 }
+
+/// `GET https://127.0.0.1:PORT{path}` on a spawned binary's https listener (the address its
+/// "rampart is serving" line logs), trusting whatever certificate it presents: a development
+/// one, on disk or in memory.
+pub async fn get_any_cert(https: std::net::SocketAddr, path: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+        .get(format!("https://127.0.0.1:{}{path}", https.port()))
+        .send()
+        .await
+        .unwrap()
+}
