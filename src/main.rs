@@ -25,10 +25,19 @@ use tracing_subscriber::{filter, fmt, reload, EnvFilter, Layer, Registry};
 // instructions per proxied HTTP/1.1 request fell from 2,232 to 1,196 (docs/performance.md,
 // "The allocator"). `main` calls into it so that the linker keeps it.
 
+/// `--version`, with a second line saying whether the shipped profile guided this build's
+/// optimization: tools/rustc-wrapper.sh tells rustc in `RAMPART_PGO`.
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let build = option_env!("RAMPART_PGO")
+        .unwrap_or("not profile-guided: a debug build, or built without tools/rustc-wrapper.sh");
+    format!("{}\nbuild: {build}", env!("CARGO_PKG_VERSION"))
+});
+
 #[derive(Parser)]
 #[command(
     name = "rampart",
     version,
+    long_version = LONG_VERSION.as_str(),
     about = "A security-hardening, TLS-terminating reverse proxy",
     // `rampart -c FILE` runs, as `rampart run -c FILE` does; a subcommand takes its own.
     args_conflicts_with_subcommands = true
