@@ -9,8 +9,10 @@
 # The key file must be readable by uid 65532 (e.g. `chown 65532 certs/tls.key`, mode 0600).
 #
 # Build stage: the same Debian release as the runtime image, so the binary runs with the glibc
-# it was linked against.
-FROM rust:1-slim-bookworm AS build
+# it was linked against, and the Rust release that recorded the shipped profile (tools/pgo,
+# tools/rustc-wrapper.sh), so that the release build is profile-guided: another Rust builds the
+# plain release binary. tests/it/build_profile.rs keeps the two the same.
+FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 # Cache mounts keep the registry and compiled dependencies between builds.

@@ -102,14 +102,18 @@ wait "$rampart_pid" || true
 ls "$raw_dir"/*.profraw >/dev/null 2>&1 || { echo "no profile was written" >&2; exit 1; }
 "$profdata_tool" merge -o "$profile" "$raw_dir"
 if [ "${SHIP:-0}" = 1 ]; then
-    # Sparse: functions the training never ran are left out (4.9 instead of 17 MB; they are
-    # optimized as without a profile rather than as cold).
-    "$profdata_tool" merge --sparse -o "$repo/tools/pgo/rampart.profdata" "$raw_dir"
+    # The whole profile: a sparse one (functions the training never ran left out, 4.9 instead
+    # of 17 MB) ran 39,569 instructions per HTTP/1.1 request where this one runs 38,136, since
+    # code marked as never run is kept out of the hot path's way.
+    cp "$profile" "$repo/tools/pgo/rampart.profdata"
     rustc -vV >"$repo/tools/pgo/rustc-vV.txt"
     commit=$(git -C "$repo" rev-parse --short=12 HEAD)
     git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock || commit="$commit with changes"
     echo "$commit" >"$repo/tools/pgo/trained-at.txt"
-    echo "wrote tools/pgo (trained at $commit): commit it"
+    # Cargo does not see the wrapper's arguments, so it would keep the dependencies it compiled
+    # with the previous profile: the next release build compiles everything with this one.
+    cargo clean --release --quiet
+    echo "wrote tools/pgo (trained at $commit) and cleaned target/release: commit tools/pgo"
 fi
 
 echo "3/3 the profile-guided build ($use_dir)"

@@ -43,7 +43,7 @@ esac
 need_tools wrk:wrk h2load:nghttp2-client nginx:nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet --bin rampart --example bench_upstream --example stack_floor_per_core
+build_release bench_upstream stack_floor_per_core
 bin=${CARGO_TARGET_DIR:-$repo/target}/release
 
 start_work

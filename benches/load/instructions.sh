@@ -33,8 +33,7 @@ cd "$repo"
 source "$repo/benches/load/lib.sh"
 need_tools valgrind:valgrind h2load:nghttp2-client
 
-cargo build --release --quiet --bin rampart --example bench_upstream --example stack_floor \
-    --example stack_floor_per_core
+build_release bench_upstream stack_floor stack_floor_per_core
 bin=${CARGO_TARGET_DIR:-$repo/target}/release
 OUT=${OUT:-$(mktemp -d)}
 "$bin/rampart" cert --host localhost --host 127.0.0.1 --out "$OUT/certs" >/dev/null 2>&1

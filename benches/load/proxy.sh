@@ -68,8 +68,7 @@ source "$repo/benches/load/lib.sh"
 need_tools wrk:wrk nginx:nginx h2load:nghttp2-client
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet --bin rampart --example bench_upstream --example stack_floor \
-    --example stack_floor_per_core
+build_release bench_upstream stack_floor stack_floor_per_core
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 RAMPART=${RAMPART_BIN:-$target_dir/release/rampart}
 UPSTREAM="$target_dir/release/examples/bench_upstream"

@@ -30,7 +30,7 @@ source "$repo/benches/load/lib.sh"
 need_tools wrk:wrk nginx:nginx
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet
+build_release
 RAMPART=${RAMPART_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/rampart}
 
 start_work

@@ -24,6 +24,7 @@ mod auth_forward;
 mod bans;
 mod bans_redis;
 mod binary;
+mod build_profile;
 mod check_diff;
 mod code_layout;
 mod command_line;
