@@ -37,7 +37,11 @@ impl Setup {
         )
         .unwrap();
         if profile {
-            fs::write(tools.join("pgo/rampart.profdata"), b"not read by the stand-in").unwrap();
+            fs::write(
+                tools.join("pgo/rampart.profdata"),
+                b"not read by the stand-in",
+            )
+            .unwrap();
         }
         fs::write(tools.join("pgo/rustc-vV.txt"), RECORDED).unwrap();
         fs::write(tools.join("pgo/trained-at.txt"), "0123456789ab\n").unwrap();
@@ -54,11 +58,7 @@ impl Setup {
             ),
         )
         .unwrap();
-        Command::new("chmod")
-            .arg("+x")
-            .arg(&fake)
-            .status()
-            .unwrap();
+        Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
         Setup { dir }
     }
 
@@ -213,10 +213,24 @@ fn the_shipped_profile_is_read_by_the_rustc_that_recorded_it() {
     }
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("lib.rs");
-    fs::write(&source, "pub fn add(a: u64, b: u64) -> u64 { a.wrapping_add(b) }\n").unwrap();
+    fs::write(
+        &source,
+        "pub fn add(a: u64, b: u64) -> u64 { a.wrapping_add(b) }\n",
+    )
+    .unwrap();
     let out = Command::new(&rustc)
-        .args(["--crate-type", "lib", "--crate-name", "probe", "-C", "opt-level=3"])
-        .arg(format!("-Cprofile-use={}", pgo.join("rampart.profdata").display()))
+        .args([
+            "--crate-type",
+            "lib",
+            "--crate-name",
+            "probe",
+            "-C",
+            "opt-level=3",
+        ])
+        .arg(format!(
+            "-Cprofile-use={}",
+            pgo.join("rampart.profdata").display()
+        ))
         .arg("--out-dir")
         .arg(dir.path())
         .arg(&source)
