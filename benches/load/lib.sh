@@ -4,7 +4,7 @@
 # Builds rampart as `cargo run --release` does, then the examples named (bench_upstream, the
 # floors). In two commands: built in one with the examples, rampart's dependencies would get the
 # features the examples' dev-dependencies turn on, so other symbol names, and none of the shipped
-# profile's guidance (tools/pgo matches functions by name): 45,567 instead of 38,136
+# profile's guidance (tools/pgo matches functions by name): 45,567 instead of 37,847
 # instructions per request under instructions.sh.
 build_release() {
     cargo build --release --quiet --bin rampart
