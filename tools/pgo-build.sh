@@ -54,7 +54,8 @@ mkdir -p "$raw_dir" "$use_dir"
 
 # The flags of .cargo/config.toml's `[build] rustflags`, which a RUSTFLAGS in the environment
 # replaces: the profile is recorded and used with the same inlining as the default build's.
-RUSTFLAGS=${RUSTFLAGS:--C llvm-args=-inline-threshold=600}
+RUSTFLAGS=${RUSTFLAGS:-$(python3 -c 'import sys, tomllib
+print(" ".join(tomllib.load(open(sys.argv[1], "rb"))["build"]["rustflags"]))' "$repo/.cargo/config.toml")}
 
 echo "1/3 the instrumented build ($gen_dir)"
 RUSTFLAGS="$RUSTFLAGS -Cprofile-generate=$raw_dir" CARGO_TARGET_DIR="$gen_dir" \

@@ -2,7 +2,7 @@
 # Cargo runs every rustc through this script (.cargo/config.toml, `build.rustc-wrapper`). It adds
 # one thing: optimized builds (`cargo build --release`, `cargo run --release`) are guided by the
 # profile in tools/pgo/, recorded by tools/pgo-build.sh under the load bench's workloads. The
-# profile cuts 15 to 20% of the instructions per proxied request (docs/performance.md, "The
+# profile cuts about 17% of the instructions per proxied request (docs/performance.md, "The
 # shipped profile"); without it the build is the plain release build, which works the same.
 #
 # The profile is used only when all of these hold, else rustc runs exactly as cargo asked:

@@ -8,6 +8,7 @@
 //! itself is read by the real rustc.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -58,7 +59,7 @@ impl Setup {
             ),
         )
         .unwrap();
-        Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
+        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
         Setup { dir }
     }
 
@@ -68,11 +69,11 @@ impl Setup {
 
     /// Runs the wrapper as cargo would: the rustc's path, then rustc's arguments. Returns what
     /// the stand-in saw: `RAMPART_PGO` and its arguments.
-    fn compile(&self, args: &[&str]) -> (String, Vec<String>) {
+    fn compile<S: AsRef<str>>(&self, args: &[S]) -> (String, Vec<String>) {
         let out = Command::new("sh")
             .arg(self.dir.path().join("tools/rustc-wrapper.sh"))
             .arg(self.dir.path().join("rustc"))
-            .args(args)
+            .args(args.iter().map(AsRef::as_ref))
             .env_remove("RAMPART_PGO")
             .output()
             .unwrap();
@@ -127,8 +128,7 @@ fn an_optimized_crate_from_the_recording_rustc_gets_the_shipped_profile() {
     // Naming the host as the target changes nothing.
     let mut for_host = strings(RELEASE);
     for_host.extend(strings(&["--target", "x86_64-unknown-linux-gnu"]));
-    let refs: Vec<&str> = for_host.iter().map(String::as_str).collect();
-    let (_, args) = setup.compile(&refs);
+    let (_, args) = setup.compile(&for_host);
     assert_eq!(
         args.last().unwrap(),
         &format!("-Cprofile-use={}", setup.profile().display())
@@ -161,8 +161,7 @@ fn another_rustc_or_target_or_a_missing_profile_builds_without_it_and_says_why()
 
     let mut cross = strings(RELEASE);
     cross.push("--target=aarch64-unknown-linux-gnu".into());
-    let refs: Vec<&str> = cross.iter().map(String::as_str).collect();
-    let (pgo, args) = Setup::new(true, RECORDED).compile(&refs);
+    let (pgo, args) = Setup::new(true, RECORDED).compile(&cross);
     assert_eq!(args, cross);
     assert_eq!(
         pgo,
@@ -189,8 +188,7 @@ fn a_build_naming_its_own_profile_keeps_it_alone() {
     ] {
         let mut given = strings(RELEASE);
         given.push(flag.into());
-        let refs: Vec<&str> = given.iter().map(String::as_str).collect();
-        let (pgo, args) = setup.compile(&refs);
+        let (pgo, args) = setup.compile(&given);
         assert_eq!(args, given, "no second profile added");
         assert_eq!(pgo, said);
     }
